@@ -1,0 +1,43 @@
+# mailstead — the two commands of the README are `make lab` and `make test`.
+# Both install what they need: a venv with the Python dependencies, the lab's host packages (labctl).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+LABCTL := tests/lab/labctl
+export MAILSTEAD_LAB_ID ?= lab
+
+.PHONY: venv lab lab-down lab-deploy test unit bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## make lab: boot the lab (Debian 13 hosts in private network namespaces) and deploy mailstead onto it.
+lab: venv
+	$(LABCTL) up
+	$(MAKE) --no-print-directory lab-deploy
+
+lab-deploy: venv
+	MAILSTEAD_INVENTORY=lab $(BIN)/pyinfra -y inventory.py deploy.py
+
+lab-down:
+	$(LABCTL) down
+
+## make test: the whole suite (unit + lab). Boots the lab if it is not up, and takes down only what it booted.
+test: venv
+	tests/run-suite
+
+unit: venv
+	tests/run-suite tests/unit
+
+bench: venv
+	$(LABCTL) up
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
