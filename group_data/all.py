@@ -1,0 +1,20 @@
+# Settings shared by every host. Environment files (staging.py, production.py) and role files
+# (mailservers.py, spamtraps.py) override these; host data in inventory.py overrides everything.
+# Every key is documented in README.md ("Settings reference"); a typo or a bad value stops the run
+# before any host is touched.
+
+# Where DKIM keys, the lab CA and provider credentials live on the deploy machine (outside git; back it up).
+secrets_dir = "secrets"
+
+# Certificates: "acme" (Let's Encrypt by default) or "lab" (a private CA kept in secrets_dir).
+tls = {"mode": "acme"}
+
+# DNS provider that receives the computed records. "none" only prints what to publish.
+# Example: {"provider": "powerdns", "api_url": "https://ns.example.org:8081", "secret_file": "pdns-api-key"}
+dns = {"provider": "none"}
+
+# Time from NTS-authenticated servers (chrony).
+ntp_servers = ["time.cloudflare.com", "nts.netnod.se", "ptbtime1.ptb.de"]
+
+# Unbound resolves by itself (full recursion, DNSSEC-validating) unless forwarders are given.
+resolver_forwarders = []

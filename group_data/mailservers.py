@@ -1,0 +1,1 @@
+# Settings for the real mail hosts (MX + IMAP + submission).

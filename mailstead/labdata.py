@@ -1,0 +1,109 @@
+"""The lab's stand-in inventory: booted Debian 13 hosts (tests/lab/labctl) for staging and production.
+
+`inventory.py` calls `lab_groups()` when MAILSTEAD_INVENTORY=lab. Each lab host gets, as *host data*
+(pyinfra's highest precedence), the settings of tests/lab/group_data/ merged like pyinfra merges group
+data (all.py, then the host's roles, then its environment), its addresses, and the SSH keys to reach it
+through the lab's network namespace. The user's group_data/ still applies underneath, so the lab runs the
+very same deploy with lab domains, lab DNS, a lab CA and lab time servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from mailstead.inventory import load_group_data_file
+
+ROOT = Path(__file__).resolve().parent.parent
+LABCTL = ROOT / "tests" / "lab" / "labctl"
+LAB_GROUP_DATA = ROOT / "tests" / "lab" / "group_data"
+GROUP_ORDER = ("mailservers", "spamtraps", "staging", "production")
+
+
+class LabNotUp(RuntimeError):
+    pass
+
+
+def lab_id() -> str:
+    return os.environ.get("MAILSTEAD_LAB_ID", "lab")
+
+
+@lru_cache(maxsize=None)
+def state(lab: str | None = None) -> dict:
+    """What `labctl status --json` says about the lab (hosts, domains, users, key files)."""
+    env = dict(os.environ, MAILSTEAD_LAB_ID=lab or lab_id())
+    proc = subprocess.run([str(LABCTL), "status", "--json"], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise LabNotUp(
+            f"the lab '{env['MAILSTEAD_LAB_ID']}' is not up (labctl status exited {proc.returncode}): "
+            "run `make lab` (or tests/lab/labctl up) first"
+        )
+    return json.loads(proc.stdout)
+
+
+def lab_users(domain: str) -> list[dict]:
+    """The lab's users of `domain` with Dovecot password hashes (made once, cached in the lab state dir)."""
+    from mailstead.passwords import hash_password
+
+    st = state()
+    cache_file = Path(st["state_dir"]) / "user-hashes.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    users, changed = [], False
+    for dom in st["domains"]:
+        if dom["domain"] != domain:
+            continue
+        for user in dom["users"]:
+            fingerprint = hashlib.sha256(user["password"].encode()).hexdigest()
+            entry = cache.get(user["address"])
+            if not entry or entry["fingerprint"] != fingerprint:
+                entry = {"fingerprint": fingerprint, "hash": hash_password(user["password"])}
+                cache[user["address"]] = entry
+                changed = True
+            users.append({"address": user["address"], "password_hash": entry["hash"], "quota": "1G"})
+    if changed:
+        fd = os.open(cache_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(cache, f, indent=1)
+    return users
+
+
+def _lab_settings(groups: list[str]) -> dict:
+    data: dict = {}
+    for name in ["all", *groups]:
+        path = LAB_GROUP_DATA / f"{name}.py"
+        if path.exists():
+            data.update(load_group_data_file(str(path)))
+    return data
+
+
+def lab_groups() -> dict[str, list]:
+    """Inventory groups (same names as for real servers) holding the lab's hosts with their data."""
+    st = state()
+    groups: dict[str, list] = {name: [] for name in GROUP_ORDER}
+    for h in st["hosts"]:
+        roles = [r for r in h["roles"] if r in ("mailservers", "spamtraps")]
+        if not roles:
+            continue  # the infra host is the lab's outside world, not a mailstead host
+        env = h["environment"]
+        data = _lab_settings([*roles, env])
+        data.update(
+            ssh_hostname=h["ipv4"],
+            ssh_user="root",
+            ssh_key=st["ssh_key"],
+            ssh_config_file=st["ssh_config"],
+            ssh_known_hosts_file=st["known_hosts"],
+            ssh_strict_host_key_checking="yes",
+            ipv4=h["ipv4"],
+            ipv6=h["ipv6"],
+        )
+        if h.get("spamtrap_position"):
+            data["spamtrap_position"] = h["spamtrap_position"]
+        entry = (h["name"], data)
+        for role in roles:
+            groups[role].append(entry)
+        groups[env].append(h["name"])
+    return groups
