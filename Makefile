@@ -35,8 +35,8 @@ test: venv
 unit: venv
 	tests/run-suite tests/unit
 
-bench: venv
-	$(LABCTL) up
+## make bench: benchmarks that print side-by-side figures (boots and deploys the lab first).
+bench: lab
 	$(BIN)/python bench/run.py
 
 clean:
