@@ -1,0 +1,293 @@
+"""Validate every host's settings while pyinfra runs inventory.py — before it connects to anything.
+
+pyinfra executes the inventory file, then loads group_data/*.py, then connects; deploy.py runs only
+after connecting. So inventory.py calls ``check(...)``, which loads group_data/*.py itself (the way
+pyinfra does), merges it with pyinfra's precedence while remembering which file every key came from,
+validates each host and each environment, and raises ``SettingsError`` (a clean pyinfra CLI error:
+one message, exit status 1, no traceback, no SSH connection).
+
+In inventory.py::
+
+    from mailstead.inventory import check
+
+    mailservers = [("mx1.example.org", {"ipv4": "198.51.100.10"})]
+    spamtraps = [("trap1.example.org", {"ipv4": "198.51.100.20", "spamtrap_position": "first"})]
+    production = ["mx1.example.org", "trap1.example.org"]
+
+    check({"mailservers": mailservers, "spamtraps": spamtraps, "production": production})
+    # or: check(dict(globals()))  — non-group variables are skipped the way pyinfra skips them
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from .settings import (
+    EnvironmentSettings,
+    Issue,
+    Settings,
+    SettingsError,
+    collect_issues,
+    environment_issues,
+    is_data_value,
+)
+
+__all__ = ["check", "load_environment", "load_group_data", "SettingsError", "last_check"]
+
+# inventory file (absolute) -> (settings by host, sources by host); filled by check()
+_RESULTS: dict[str, tuple[dict[str, Settings], dict[str, dict[str, str]]]] = {}
+_LAST: list[tuple[dict[str, Settings], dict[str, dict[str, str]]]] = []
+
+
+def _imported_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                names.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.name != "*":
+                    names.add(alias.asname or alias.name)
+    return names
+
+
+def load_group_data(path: str | os.PathLike, label: str | None = None) -> dict[str, Any]:
+    """Execute one group_data file like pyinfra does and return its settings (flat module variables;
+    names bound by imports, names starting with '_' and helper functions/classes are left out;
+    ``__all__`` selects the names when present)."""
+    path = str(path)
+    label = label or path
+    try:
+        with open(path, encoding="utf-8") as f:
+            code_str = f.read()
+        tree = ast.parse(code_str, filename=path)
+        code = compile(tree, path, "exec")
+    except SyntaxError as e:
+        raise SettingsError([Issue(label, "", f"line {e.lineno}: Python syntax error: {e.msg}; fix the file")]) from None
+    except OSError as e:
+        raise SettingsError([Issue(label, "", f"cannot read: {e.strerror}")]) from None
+    attrs: dict[str, Any] = {"__file__": path}
+    try:
+        exec(code, attrs)
+    except SettingsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - user code; name the file and line instead of a traceback
+        tb = e.__traceback__
+        line = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == path:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        where = f"line {line}: " if line else ""
+        raise SettingsError([Issue(label, "", f"{where}{type(e).__name__}: {e}; fix the file")]) from None
+    if "__all__" in attrs:
+        keys = set(attrs["__all__"])
+    else:
+        imported = _imported_names(tree)
+        keys = {k for k in attrs if k not in imported}
+    return {
+        k: v
+        for k, v in attrs.items()
+        if k in keys and not k.startswith("_") and is_data_value(v)
+    }
+
+
+def _is_group(key: str, value: Any) -> bool:
+    """The same test pyinfra applies to inventory.py's module variables."""
+    if not isinstance(key, str) or key.startswith("_"):
+        return False
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], list) and isinstance(value[1], dict):
+        value = value[0]
+    if not isinstance(value, list):
+        return False
+    return all(isinstance(item, (str, tuple)) for item in value)
+
+
+def _name_data(item: Any) -> tuple[str, dict]:
+    if isinstance(item, tuple):
+        name = item[0]
+        data = item[1] if len(item) > 1 and isinstance(item[1], dict) else {}
+        return name, data
+    return item, {}
+
+
+def _caller_dir(depth: int = 2) -> Path:
+    try:
+        frame = sys._getframe(depth)
+        f = frame.f_globals.get("__file__")
+        if f:
+            return Path(f).resolve().parent
+    except ValueError:  # pragma: no cover
+        pass
+    return Path.cwd()
+
+
+def check(
+    groups: Mapping[str, Any],
+    group_data_dir: str = "group_data",
+    extra_host_data: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    extra_sources: Mapping[str, Mapping[str, str]] | None = None,
+    base_dir: str | os.PathLike | None = None,
+) -> dict[str, Settings]:
+    """Validate every host of an inventory; return {host name: Settings}.
+
+    ``groups``: group name -> list of hosts (names or (name, data) tuples) or (hosts, data), exactly as
+    inventory.py defines them; dict order is precedence (later groups win, like pyinfra); an ``all``
+    entry gives the lowest-precedence data. Non-group values (e.g. ``dict(globals())``) are skipped.
+    ``group_data_dir``: relative to the directory of the calling file (inventory.py) unless absolute.
+    ``extra_host_data``: host name -> data layered above everything (the lab's host data);
+    ``extra_sources``: host name -> key -> label naming where an extra value came from.
+    Raises SettingsError listing every problem with the file it came from.
+    """
+    base = Path(base_dir).resolve() if base_dir is not None else _caller_dir()
+    caller_file = None
+    try:
+        caller_file = sys._getframe(1).f_globals.get("__file__")
+    except ValueError:  # pragma: no cover
+        pass
+
+    gd_path = Path(group_data_dir)
+    gd_abs = gd_path if gd_path.is_absolute() else base / gd_path
+    gd_label = group_data_dir.rstrip("/")
+
+    all_hosts: list[str] = []
+    all_inline: dict[str, Any] = {}
+    host_tuple_data: dict[str, dict[str, Any]] = {}
+    group_hosts: dict[str, list[str]] = {}
+    group_inline: dict[str, dict[str, Any]] = {}
+    for gname, value in groups.items():
+        if not _is_group(gname, value):
+            continue
+        inline: dict[str, Any] = {}
+        if isinstance(value, tuple):
+            value, inline = value
+        names = []
+        for item in value:
+            name, data = _name_data(item)
+            names.append(name)
+            host_tuple_data.setdefault(name, {}).update(data)
+        if gname == "all":
+            all_hosts = names
+            all_inline = dict(inline)
+            continue
+        group_hosts[gname] = names
+        group_inline[gname] = dict(inline)
+        for n in names:
+            if n not in all_hosts:
+                all_hosts.append(n)
+
+    issues: list[Issue] = []
+    files: dict[str, dict[str, Any]] = {}
+    if gd_abs.is_dir():
+        for p in sorted(gd_abs.glob("*.py")):
+            try:
+                files[p.stem] = load_group_data(p, f"{gd_label}/{p.name}")
+            except SettingsError as e:
+                issues.extend(e.issues)
+    # a group_data file whose name is a typo of a group is silently ignored by pyinfra: say so
+    import difflib
+
+    known = set(group_hosts) | {"all"}
+    for stem in files:
+        if stem not in known:
+            close = difflib.get_close_matches(stem, sorted(known), n=1, cutoff=0.75)
+            if close:
+                issues.append(Issue(f"{gd_label}/{stem}.py", "", f"no inventory group is named {stem!r}, so this "
+                                                              f"file applies to no host; did you mean "
+                                                              f"{gd_label}/{close[0]}.py?"))
+
+    def layered(name: str, host_groups: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+        data: dict[str, Any] = {}
+        src: dict[str, str] = {}
+
+        def put(layer: Mapping[str, Any], label: str) -> None:
+            for k, v in layer.items():
+                data[k] = v
+                src[k] = label
+
+        put(all_inline, "the all group's data in inventory.py")
+        put(files.get("all", {}), f"{gd_label}/all.py")
+        for g in host_groups:
+            put(group_inline.get(g, {}), f"the {g} group's data in inventory.py")
+            put(files.get(g, {}), f"{gd_label}/{g}.py")
+        put(host_tuple_data.get(name, {}), f"host data of {name} in inventory.py")
+        if extra_host_data and name in extra_host_data:
+            labels = (extra_sources or {}).get(name, {})
+            for k, v in extra_host_data[name].items():
+                data[k] = v
+                src[k] = labels.get(k, f"host data of {name}")
+        return data, src
+
+    result: dict[str, Settings] = {}
+    sources: dict[str, dict[str, str]] = {}
+    for name in all_hosts:
+        host_groups = [g for g, names in group_hosts.items() if name in names]
+        data, src = layered(name, host_groups)
+        settings, host_issues = collect_issues(name, host_groups, data, src)
+        issues.extend(host_issues)
+        if settings is not None:
+            result[name] = settings
+            sources[settings.fqdn] = src
+
+    # environments: a host must not sit in another environment's group; each environment must agree
+    envs: dict[str, list[Settings]] = {}
+    for name, s in result.items():
+        envs.setdefault(s.environment, []).append(s)
+    for name, s in result.items():
+        others = [e for e in envs if e != s.environment and e in s.groups]
+        if others:
+            issues.append(Issue("inventory.py", "environment", f"{name} is in the groups of two environments "
+                                                               f"({s.environment}, {', '.join(others)}); keep "
+                                                               "staging and production host lists disjoint",
+                                [name]))
+    for env, hosts in envs.items():
+        issues.extend(environment_issues(hosts, sources))
+
+    if issues:
+        raise SettingsError(issues)
+    key = str(Path(caller_file).resolve()) if caller_file else ""
+    _RESULTS[key] = (result, sources)
+    _LAST[:] = [(result, sources)]
+    return result
+
+
+def last_check() -> tuple[dict[str, Settings], dict[str, dict[str, str]]] | None:
+    """(settings by host, sources by fqdn) of the most recent successful check()."""
+    return _LAST[0] if _LAST else None
+
+
+def load_environment(env: str, inventory_path: str = "inventory.py") -> list[Settings]:
+    """The settings of every host of one environment, for the DNS CLI (no pyinfra run, no SSH).
+
+    Executes the inventory file as pyinfra does; the inventory calls check() itself (if it does not,
+    its groups are checked here with the group_data directory next to it)."""
+    path = Path(inventory_path).resolve()
+    if not path.is_file():
+        raise SettingsError([Issue(str(inventory_path), "", "no such inventory file")])
+    code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
+    namespace: dict[str, Any] = {"__file__": str(path), "__name__": "inventory"}
+    _RESULTS.pop(str(path), None)
+    exec(code, namespace)
+    if str(path) in _RESULTS:
+        result, _ = _RESULTS[str(path)]
+    else:
+        groups = {k: v for k, v in namespace.items() if _is_group(k, v)}
+        result = check(groups, base_dir=path.parent)
+    hosts = [s for s in result.values() if s.environment == env]
+    if not hosts:
+        known = sorted({s.environment for s in result.values()})
+        raise SettingsError([Issue(str(inventory_path), "", f"no host has environment {env!r}; known "
+                                                          f"environments: {', '.join(known) or 'none'}")])
+    return hosts
+
+
+def load_environment_settings(env: str, inventory_path: str = "inventory.py") -> EnvironmentSettings:
+    """EnvironmentSettings.from_hosts(load_environment(env, inventory_path))."""
+    hosts = load_environment(env, inventory_path)
+    return EnvironmentSettings.from_hosts(hosts)

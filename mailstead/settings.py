@@ -1,0 +1,1432 @@
+"""The settings model: one typed, validated, immutable view of a host's group_data.
+
+Every value a task or template uses comes from here, never from raw ``host.data``.
+``Settings.from_host(host)`` builds the model of one pyinfra host; ``mailstead.inventory.check``
+builds and validates every host of an inventory before pyinfra connects to anything and names the
+group_data file a bad value came from.
+
+The README's settings reference is generated from the field docstrings below
+(``settings_reference_markdown()``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import types
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any, Literal, Mapping
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+try:  # A clean one-paragraph message from the pyinfra CLI, no traceback (see SettingsError).
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra_cli.exceptions import CliError
+except ImportError:  # pragma: no cover - pyinfra is a hard dependency
+    PyinfraError = Exception  # type: ignore[misc,assignment]
+    CliError = Exception  # type: ignore[misc,assignment]
+
+ROLES = ("mailservers", "spamtraps")
+DNS_PROVIDERS = ("powerdns", "rfc2136", "hetzner", "cloudflare", "desec", "none")
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5")
+HASH_SCHEMES = ("BLF-CRYPT", "ARGON2ID", "SHA512-CRYPT")
+HASH_PATTERNS = {
+    "BLF-CRYPT": re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$"),
+    "ARGON2ID": re.compile(r"^\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$"),
+    "SHA512-CRYPT": re.compile(r"^\$6\$(rounds=\d+\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}$"),
+}
+HASH_FIX = 'write password_hash = "<output of python -m mailstead hash-password>"'
+DMARC_REMOVED_TAGS = {
+    "pct": "DMARCbis (RFC 9989) removed pct; to test a policy write t = 'y' instead",
+    "ri": "DMARCbis (RFC 9989) removed ri (the report interval); remove it",
+    "rf": "DMARCbis (RFC 9989) removed rf (the failure report format); remove it",
+}
+DMARC_TAGS = ("p", "sp", "np", "adkim", "aspf", "rua", "ruf", "fo", "psd", "t")
+# Keys that pyinfra (its connectors and global arguments) keeps in host data; not ours.
+PYINFRA_KEY_PREFIXES = (
+    "_", "ssh_", "winrm_", "docker_", "dockerssh_", "local_", "chroot_", "fake_", "terraform_",
+    "vagrant_",
+)
+SECRETISH = re.compile(r"(token|secret|password|passwd|api_key|apikey|key_data|tsig_key$)", re.I)
+ENVIRONMENT_WIDE_FIELDS = (
+    "domains", "users", "aliases", "admin_email", "dns", "dnssec", "dns_ttl", "dmarc",
+    "mta_sts_mode", "mta_sts_max_age", "tls_rpt_email", "dkim_rsa_bits", "secrets_dir",
+)
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_DOMAIN_RE = re.compile(rf"^({_LABEL}\.)+(?!\d+$)[a-z0-9-]{{2,63}}(?<!-)$")
+_LOCALPART_RE = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$", re.I)
+_QUOTA_RE = re.compile(r"^[1-9][0-9]*[KMGT]?$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_ENV_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_ENVVAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass
+class Issue:
+    """One problem in the settings: where it came from, which field, what is wrong, the fix."""
+
+    source: str  # 'group_data/production.py', 'host data of mx1.example.org in inventory.py', ...
+    field: str  # 'users[1].password'
+    message: str  # "a plaintext password is not allowed; write password_hash = ..."
+    hosts: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        text = f"{self.source}: {self.field}: {self.message}" if self.field else f"{self.source}: {self.message}"
+        if self.hosts:
+            text += f" (host{'s' if len(self.hosts) > 1 else ''} {', '.join(self.hosts)})"
+        return text
+
+
+class SettingsError(CliError, PyinfraError):
+    """Invalid settings. A pyinfra CLI error: printed as one clean message, exit status 1.
+
+    It is both a ``PyinfraError`` (so pyinfra's ``exec_file`` re-raises it as-is when inventory.py
+    raises it instead of wrapping it with a traceback) and a ``CliError`` (a click exception, so
+    the CLI prints ``show()`` and exits non-zero before it connects to any host).
+    """
+
+    exit_code = 1
+
+    def __init__(self, issues: list[Issue] | str):
+        if isinstance(issues, str):
+            issues = [Issue("settings", "", issues)]
+        merged: dict[tuple[str, str, str], Issue] = {}
+        for issue in issues:
+            key = (issue.source, issue.field, issue.message)
+            if key in merged:
+                for h in issue.hosts:
+                    if h not in merged[key].hosts:
+                        merged[key].hosts.append(h)
+            else:
+                merged[key] = Issue(issue.source, issue.field, issue.message, list(issue.hosts))
+        self.issues = list(merged.values())
+        count = len(self.issues)
+        head = f"{count} problem{'s' if count > 1 else ''} (nothing was deployed, no host was contacted):"
+        message = head + "".join(f"\n  {i.line()}" for i in self.issues)
+        super().__init__(message)
+        self.message = message
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def show(self, file=None) -> None:  # click calls this, then exits with exit_code
+        import sys
+
+        import click
+
+        click.echo(
+            f"--> {click.style('Invalid mailstead settings', 'red', bold=True)}: {self.message}",
+            file=file or sys.stderr,
+        )
+
+
+def _show(value: Any, limit: int = 70) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _py(value: Any) -> str:
+    """A value as the user would write it in a group_data file."""
+    if isinstance(value, (IPv4Address, IPv6Address)):
+        return repr(str(value))
+    if isinstance(value, BaseModel):
+        return repr(value.model_dump(exclude_defaults=True))
+    return repr(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Syntax helpers
+
+
+def is_domain(name: str) -> bool:
+    return isinstance(name, str) and len(name) <= 253 and bool(_DOMAIN_RE.match(name))
+
+
+def split_address(address: str) -> tuple[str, str] | None:
+    if not isinstance(address, str) or address.count("@") != 1:
+        return None
+    local, domain = address.rsplit("@", 1)
+    if not _LOCALPART_RE.match(local) or len(local) > 64 or not is_domain(domain):
+        return None
+    return local, domain
+
+
+def _norm_domain(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.strip().lower().rstrip(".")
+    return value
+
+
+def _norm_address(value: Any) -> Any:
+    if isinstance(value, str) and "@" in value:
+        local, _, domain = value.strip().rpartition("@")
+        return f"{local}@{domain.lower().rstrip('.')}" if local else f"@{domain.lower().rstrip('.')}"
+    return value
+
+
+def _check_address(value: Any, fieldname: str, example: str = "postmaster@example.org") -> str:
+    value = _norm_address(value)
+    if not isinstance(value, str) or split_address(value) is None:
+        raise ValueError(f"{_show(value)} is not an email address; write {fieldname} = {example!r}")
+    return value
+
+
+def quota_bytes(quota: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    return int(quota[:-1]) * units[quota[-1]] if quota[-1] in units else int(quota)
+
+
+# --------------------------------------------------------------------------------------------
+# Sub-models
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class User(_Model):
+    """A mailbox. Its login is the address; aliases are set in the top-level ``aliases``."""
+
+    address: str
+    """The mailbox address (login name), in one of `domains`."""
+    password_hash: str
+    """Dovecot scheme-prefixed strong hash: `{BLF-CRYPT}$2b$...`, `{ARGON2ID}$argon2id$...` or
+    `{SHA512-CRYPT}$6$...`. Make one with `python -m mailstead hash-password`. Never a plaintext password."""
+    quota: str | None = None
+    """Mailbox quota such as '2G' or '500M' (units K, M, G, T); None = no quota."""
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _address(cls, value: Any) -> Any:
+        return _check_address(value, "address", "alice@example.org")
+
+    @field_validator("password_hash", mode="before")
+    @classmethod
+    def _password_hash(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # pydantic reports the type
+        m = re.match(r"^\{([A-Z0-9.-]+)\}(.*)$", value)
+        if not m:
+            raise ValueError(
+                "is not a Dovecot scheme-prefixed hash (a plaintext password? its value is not shown); "
+                + HASH_FIX
+            )
+        scheme, rest = m.group(1), m.group(2)
+        if scheme not in HASH_PATTERNS:
+            raise ValueError(
+                f"unknown or weak hash scheme {{{scheme}}} (allowed: "
+                + ", ".join("{%s}" % s for s in HASH_SCHEMES)
+                + "); "
+                + HASH_FIX
+            )
+        if not HASH_PATTERNS[scheme].match(rest):
+            raise ValueError(f"is not a well-formed {{{scheme}}} hash (value not shown); " + HASH_FIX)
+        return value
+
+    @field_validator("quota", mode="before")
+    @classmethod
+    def _quota(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        text = value.strip().upper() if isinstance(value, str) else value
+        if isinstance(text, str) and text.endswith("B") and len(text) > 1 and text[-2] in "KMGT":
+            text = text[:-1]
+        if not isinstance(text, str) or not _QUOTA_RE.match(text):
+            raise ValueError(f"{_show(value)} is not a quota; write quota = '2G' (a number with K, M, G or T)")
+        return text
+
+    @property
+    def local_part(self) -> str:
+        return self.address.rsplit("@", 1)[0]
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1]
+
+    @property
+    def quota_bytes(self) -> int | None:
+        return quota_bytes(self.quota) if self.quota else None
+
+
+class DnsProvider(_Model):
+    """Where the environment's DNS records are published. Credentials are references, never values."""
+
+    provider: Literal["powerdns", "rfc2136", "hetzner", "cloudflare", "desec", "none"] = "none"
+    """DNS provider adapter: powerdns, rfc2136, hetzner, cloudflare, desec, or none (print the records only)."""
+    api_url: str | None = None
+    """HTTP API base URL (required for powerdns, e.g. 'http://ns1.example.org:8081'; optional override for
+    hetzner/cloudflare/desec)."""
+    server_id: str = "localhost"
+    """PowerDNS server id in the API path (/api/v1/servers/<server_id>)."""
+    server: str | None = None
+    """Primary name server to send RFC 2136 updates to (rfc2136; host name or IP address)."""
+    port: StrictInt = 53
+    """Port of the RFC 2136 server."""
+    tsig_key_name: str | None = None
+    """TSIG key name (rfc2136)."""
+    tsig_algorithm: str = "hmac-sha256"
+    """TSIG algorithm (rfc2136)."""
+    zone: str | None = None
+    """The zone that holds the records; None = each mail domain is its own zone."""
+    secret_file: str | None = None
+    """Credential reference: a file under `secrets_dir` (mode 0600) holding the API token / TSIG secret."""
+    secret_env: str | None = None
+    """Credential reference: the name of an environment variable holding the API token / TSIG secret."""
+
+    @field_validator("zone", mode="before")
+    @classmethod
+    def _zone(cls, value: Any) -> Any:
+        value = _norm_domain(value)
+        if value is not None and not is_domain(value):
+            raise ValueError(f"{_show(value)} is not a DNS zone name; write zone = 'example.org'")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{_show(value)} is not an http(s) URL; write api_url = 'https://ns1.example.org:8081'")
+        return value.rstrip("/") if value else value
+
+    @field_validator("tsig_algorithm")
+    @classmethod
+    def _tsig_alg(cls, value: str) -> str:
+        if value.lower() not in TSIG_ALGORITHMS:
+            raise ValueError(f"{_show(value)} is not a TSIG algorithm; write tsig_algorithm = 'hmac-sha256'")
+        return value.lower()
+
+    @field_validator("secret_file")
+    @classmethod
+    def _secret_file(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("/") or ".." in value.split("/") or not value.strip()):
+            raise ValueError(
+                f"{_show(value)} must be a file name relative to secrets_dir; write secret_file = 'dns-token'"
+            )
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENVVAR_RE.match(value):
+            raise ValueError(
+                "is not an environment variable name (is it the secret itself? value not shown); "
+                "write secret_env = 'MAILSTEAD_DNS_TOKEN'"
+            )
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 < value < 65536:
+            raise ValueError(f"{value} is not a port number; write port = 53")
+        return value
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret_file or self.secret_env)
+
+
+# provider -> (required fields, what to write)
+DNS_REQUIRED = {
+    "powerdns": [("api_url", "'http://ns1.example.org:8081'"), ("secret", None)],
+    "rfc2136": [("server", "'ns1.example.org'"), ("tsig_key_name", "'mailstead'"), ("secret", None)],
+    "hetzner": [("secret", None)],
+    "cloudflare": [("secret", None)],
+    "desec": [("secret", None)],
+    "none": [],
+}
+
+
+class Tls(_Model):
+    """How the mail hosts get their certificates."""
+
+    mode: Literal["acme", "lab"] = "acme"
+    """'acme' = certificates from an ACME CA (Let's Encrypt by default); 'lab' = the lab's own CA."""
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    """ACME directory URL."""
+    acme_email: str | None = None
+    """ACME account contact address; None = admin_email."""
+    acme_ca_bundle: str | None = None
+    """CA bundle that verifies the ACME server's TLS certificate (a lab pebble); None = system CAs."""
+    acme_profile: str | None = None
+    """ACME certificate profile to ask for (e.g. 'tlsserver'); None = the CA's default."""
+    caa_issuer: str = "letsencrypt.org"
+    """Issuer domain published in the CAA records of every mail domain."""
+    lab_ca_dir: str | None = None
+    """Directory of the lab CA (lab only)."""
+
+    @field_validator("acme_directory")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(
+                f"{_show(value)} is not a URL; write acme_directory = "
+                "'https://acme-v02.api.letsencrypt.org/directory'"
+            )
+        return value
+
+    @field_validator("acme_email", mode="before")
+    @classmethod
+    def _email(cls, value: Any) -> Any:
+        return None if value is None else _check_address(value, "acme_email", "hostmaster@example.org")
+
+    @field_validator("caa_issuer", mode="before")
+    @classmethod
+    def _caa(cls, value: Any) -> Any:
+        value = _norm_domain(value)
+        if isinstance(value, str) and not is_domain(value):
+            raise ValueError(f"{_show(value)} is not an issuer domain; write caa_issuer = 'letsencrypt.org'")
+        return value
+
+
+class OpenSmtpd(_Model):
+    """Where OpenSMTPD comes from. Debian 13 carries 7.6; mailstead builds a newer release from source."""
+
+    source: Literal["debian-archive", "upstream", "package"] = "debian-archive"
+    """'debian-archive' = the .orig tarball of a newer Debian suite (checked against the signed Sources
+    index and `sha256`); 'upstream' = `upstream_url` checked against `sha256`; 'package' = trixie's package."""
+    version: str = "7.9.0p0"
+    """OpenSMTPD version to build."""
+    sha256: str | None = None
+    """Expected sha256 of the source tarball (64 lowercase hex digits); required for 'upstream'."""
+    debian_suite: str = "forky"
+    """Debian suite whose Sources index provides the tarball (source = 'debian-archive')."""
+    upstream_url: str | None = None
+    """Tarball URL (source = 'upstream')."""
+    configure_options: list[str] = Field(default_factory=list)
+    """Extra ./configure options."""
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _sha(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered.startswith("sha256:"):
+                lowered = lowered[7:]
+            if not _SHA256_RE.match(lowered):
+                raise ValueError(
+                    f"{_show(value)} is not a sha256 digest; write sha256 = '<64 hex digits from sha256sum>'"
+                )
+            return lowered
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not re.match(r"^\d+\.\d+\.\d+(p\d+)?$", value):
+            raise ValueError(f"{_show(value)} is not an OpenSMTPD version; write version = '7.9.0p0'")
+        return value
+
+    @model_validator(mode="after")
+    def _upstream(self) -> "OpenSmtpd":
+        if self.source == "upstream" and (not self.upstream_url or not self.sha256):
+            raise ValueError(
+                "source = 'upstream' needs upstream_url and sha256; write opensmtpd = {'source': 'upstream', "
+                "'upstream_url': 'https://.../opensmtpd-7.9.0p0.tar.gz', 'sha256': '<64 hex digits>'}"
+            )
+        return self
+
+
+DEFAULT_NTP = ["time.cloudflare.com", "nts.netnod.se", "ptbtime1.ptb.de"]
+
+
+# --------------------------------------------------------------------------------------------
+# The settings of one host
+
+
+class Settings(_Model):
+    """The settings of one host (built from its group_data and host data)."""
+
+    # host facts
+    fqdn: str
+    """The host's name in DNS; defaults to its inventory name."""
+    ipv4: IPv4Address | None = None
+    """Public IPv4 address (A record, SPF); set in the host data in inventory.py."""
+    ipv6: IPv6Address | None = None
+    """Public IPv6 address (AAAA record, SPF); set in the host data in inventory.py."""
+    roles: tuple[str, ...] = ()
+    """Roles, from the host's inventory groups: 'mailservers' or 'spamtraps' (not a group_data key)."""
+    groups: tuple[str, ...] = ()
+    """All inventory groups of the host (not a group_data key)."""
+    environment: str
+    """Environment name ([a-z0-9-], e.g. 'staging', 'production'); must be one of the host's inventory groups.
+    Set it in group_data/<environment>.py."""
+    spamtrap_position: Literal["first", "last"] | None = None
+    """Spamtrap hosts only: 'first' = MX preference 10 (rejects connections), 'last' = 30 (defers)."""
+
+    # mail
+    domains: list[str] = Field(min_length=1)
+    """Mail domains served by this environment; the first is the primary domain."""
+    users: list[User] = Field(default_factory=list)
+    """Mailboxes: [{'address': ..., 'password_hash': ..., 'quota': '2G'}, ...]."""
+    aliases: dict[str, list[str]] = Field(default_factory=dict)
+    """Aliases: source address (or '@domain' catch-all) -> list of targets (local or remote addresses)."""
+    admin_email: str
+    """Postmaster / report address (DMARC rua, TLS-RPT, ACME account). Required."""
+
+    # DNS
+    dns: DnsProvider = Field(default_factory=DnsProvider)
+    """DNS provider: {'provider': 'powerdns', 'api_url': ..., 'secret_file': ...}; never the secret itself."""
+    dnssec: StrictBool = False
+    """The zones are DNSSEC-signed: publish TLSA (DANE) records."""
+    dns_ttl: StrictInt = 3600
+    """TTL of the records mailstead publishes (seconds)."""
+
+    # TLS and policies
+    tls: Tls = Field(default_factory=Tls)
+    """Certificates: {'mode': 'acme', 'acme_directory': ..., 'caa_issuer': 'letsencrypt.org', ...}."""
+    dmarc: dict[str, str] = Field(default_factory=dict)
+    """DMARC record tags, merged over the default {'p': 'reject', 'np': 'reject', 'adkim': 's', 'aspf': 's',
+    'rua': 'mailto:<admin_email>'}; a tag set to None is dropped. DMARCbis: pct, ri and rf are gone."""
+    mta_sts_mode: Literal["enforce", "testing", "none"] = "enforce"
+    """MTA-STS policy mode: enforce, testing or none."""
+    mta_sts_max_age: StrictInt = 604800
+    """MTA-STS policy max_age in seconds (86400 .. 31557600)."""
+    tls_rpt_email: str | None = None
+    """TLS-RPT report address; None = admin_email."""
+    dkim_rsa_bits: StrictInt = 2048
+    """RSA DKIM key size: 2048, 3072 or 4096 (less than 2048 is weak, RFC 8301)."""
+    secrets_dir: str = "secrets"
+    """Directory of secrets on the deploy machine (relative to the project directory); never in git."""
+
+    # OpenSMTPD
+    opensmtpd: OpenSmtpd = Field(default_factory=OpenSmtpd)
+    """OpenSMTPD source: {'source': 'debian-archive', 'version': '7.9.0p0', 'sha256': ..., ...}."""
+
+    # time, resolver, system
+    ntp_servers: list[str] = Field(default_factory=lambda: list(DEFAULT_NTP))
+    """NTS time servers for chrony."""
+    ntp_trusted_certs: str | None = None
+    """CA file chrony trusts for NTS (lab); None = system CAs."""
+    chrony_set_clock: StrictBool = True
+    """Let chronyd set the clock (False = chronyd -x, the lab)."""
+    resolver_forwarders: list[str] = Field(default_factory=list)
+    """Unbound forwarders (IP addresses); [] = full recursion (needed for DNSBLs)."""
+    resolver_insecure_domains: list[str] = Field(default_factory=list)
+    """Domains Unbound treats as DNSSEC-insecure (e.g. 'test' in the lab)."""
+    apt_mirror: str | None = None
+    """APT mirror URI to configure; None = keep the mirror already configured on the host."""
+    ssh_allow_root_keys: StrictBool = True
+    """Allow root login with SSH keys (password login is always off)."""
+    unattended_upgrades: StrictBool = True
+    """Install and enable unattended-upgrades."""
+
+    # ---------------------------------------------------------------- field validators
+
+    @field_validator("fqdn", mode="before")
+    @classmethod
+    def _fqdn(cls, value: Any) -> Any:
+        value = _norm_domain(value)
+        if isinstance(value, str) and not is_domain(value):
+            raise ValueError(
+                f"{_show(value)} is not a fully qualified host name; name the host 'mx1.example.org' in "
+                "inventory.py (connect to an address with ssh_hostname) or write fqdn = 'mx1.example.org'"
+            )
+        return value
+
+    @field_validator("ipv4", mode="before")
+    @classmethod
+    def _ipv4(cls, value: Any) -> Any:
+        return _ip_check(value, 4)
+
+    @field_validator("ipv6", mode="before")
+    @classmethod
+    def _ipv6(cls, value: Any) -> Any:
+        return _ip_check(value, 6)
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: str) -> str:
+        if not _ENV_RE.match(value) or value in ROLES or value == "all":
+            raise ValueError(
+                f"{_show(value)} is not an environment name (lowercase letters, digits, '-'; not a role); "
+                "write environment = 'production'"
+            )
+        return value
+
+    @field_validator("domains", mode="before")
+    @classmethod
+    def _domains(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(f"{_show(value)} is a string, not a list; write domains = [{_norm_domain(value)!r}]")
+        if isinstance(value, (list, tuple)):
+            out = [_norm_domain(v) for v in value]
+            for i, d in enumerate(out):
+                if isinstance(d, str) and not is_domain(d):
+                    raise ValueError(
+                        f"domains[{i}] = {_show(value[i])} is not a domain name; write a name like 'example.org'"
+                    )
+            dupes = sorted({d for d in out if out.count(d) > 1 and isinstance(d, str)})
+            if dupes:
+                raise ValueError(f"{', '.join(dupes)} is listed twice; list each domain once")
+            return out
+        return value
+
+    @field_validator("admin_email", mode="before")
+    @classmethod
+    def _admin_email(cls, value: Any) -> Any:
+        return _check_address(value, "admin_email", "postmaster@example.org")
+
+    @field_validator("tls_rpt_email", mode="before")
+    @classmethod
+    def _tls_rpt(cls, value: Any) -> Any:
+        return None if value is None else _check_address(value, "tls_rpt_email", "tlsrpt@example.org")
+
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _aliases(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[Any, Any] = {}
+        for source, targets in value.items():
+            src = _norm_address(source)
+            if not isinstance(src, str) or not (
+                (src.startswith("@") and is_domain(src[1:])) or split_address(src) is not None
+            ):
+                raise ValueError(
+                    f"source {_show(source)} is not an address or '@domain' catch-all; "
+                    "write aliases = {'info@example.org': ['alice@example.org']}"
+                )
+            if isinstance(targets, str):
+                targets = [targets]  # a single target is fine
+            if isinstance(targets, (list, tuple)):
+                norm = []
+                for t in targets:
+                    tn = _norm_address(t)
+                    if not isinstance(tn, str) or split_address(tn) is None:
+                        raise ValueError(
+                            f"target {_show(t)} of {src} is not an email address; "
+                            f"write aliases = {{{src!r}: ['alice@example.org']}}"
+                        )
+                    norm.append(tn)
+                if not norm:
+                    raise ValueError(f"{src} has no target; write aliases = {{{src!r}: ['alice@example.org']}}")
+                targets = norm
+            if src in out:
+                raise ValueError(f"{src} is listed twice; list each alias once")
+            out[src] = targets
+        return out
+
+    @field_validator("dmarc", mode="before")
+    @classmethod
+    def _dmarc(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[str, Any] = {}
+        for tag, val in value.items():
+            if tag in DMARC_REMOVED_TAGS:
+                raise ValueError(f"tag {tag!r} is not allowed: {DMARC_REMOVED_TAGS[tag]}")
+            if tag == "v":
+                continue  # always v=DMARC1
+            if tag not in DMARC_TAGS:
+                close = difflib.get_close_matches(str(tag), DMARC_TAGS, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ValueError(f"unknown DMARC tag {tag!r}; {hint}allowed tags: {', '.join(DMARC_TAGS)}")
+            if val is None:
+                continue  # None drops a default tag
+            if not isinstance(val, str):
+                raise ValueError(f"{tag} = {_show(val)} must be a string; write dmarc = {{'{tag}': '...'}}")
+            v = val.strip()
+            ok = {
+                "p": ("none", "quarantine", "reject"),
+                "sp": ("none", "quarantine", "reject"),
+                "np": ("none", "quarantine", "reject"),
+                "adkim": ("r", "s"),
+                "aspf": ("r", "s"),
+                "psd": ("y", "n", "u"),
+                "t": ("y", "n"),
+            }.get(tag)
+            if ok and v not in ok:
+                raise ValueError(
+                    f"{tag} = {_show(val)} is not a DMARC value; write dmarc = {{'{tag}': {ok[-1]!r}}} "
+                    f"(one of {', '.join(ok)})"
+                )
+            if tag in ("rua", "ruf"):
+                for uri in v.split(","):
+                    if not uri.startswith("mailto:") or split_address(uri[7:].split("!")[0]) is None:
+                        raise ValueError(
+                            f"{tag} = {_show(val)} is not a list of mailto: URIs; "
+                            f"write dmarc = {{'{tag}': 'mailto:dmarc@example.org'}}"
+                        )
+            if tag == "fo" and not re.match(r"^[01ds](:[01ds])*$", v):
+                raise ValueError(f"fo = {_show(val)} is not a DMARC fo value; write dmarc = {{'fo': '1'}}")
+            out[tag] = v
+        return out
+
+    @field_validator("dkim_rsa_bits")
+    @classmethod
+    def _dkim_bits(cls, value: int) -> int:
+        if value < 2048:
+            raise ValueError(f"{value} is a weak DKIM key (RFC 8301 needs at least 2048 bits); write dkim_rsa_bits = 2048")
+        if value not in (2048, 3072, 4096):
+            raise ValueError(f"{value} is not a supported DKIM key size; write dkim_rsa_bits = 2048 (or 3072, 4096)")
+        return value
+
+    @field_validator("dns_ttl")
+    @classmethod
+    def _ttl(cls, value: int) -> int:
+        if not 60 <= value <= 86400:
+            raise ValueError(f"{value} is outside 60..86400 seconds; write dns_ttl = 3600")
+        return value
+
+    @field_validator("mta_sts_max_age")
+    @classmethod
+    def _max_age(cls, value: int) -> int:
+        if not 86400 <= value <= 31557600:
+            raise ValueError(f"{value} is outside 86400..31557600 seconds (RFC 8461); write mta_sts_max_age = 604800")
+        return value
+
+    @field_validator("resolver_forwarders")
+    @classmethod
+    def _forwarders(cls, value: list[str]) -> list[str]:
+        for i, v in enumerate(value):
+            addr, _, port = v.partition("@")
+            try:
+                ip_address(addr)
+            except ValueError:
+                raise ValueError(
+                    f"resolver_forwarders[{i}] = {_show(v)} is not an IP address; "
+                    "write resolver_forwarders = ['198.51.100.1'] (or [] for full recursion)"
+                ) from None
+            if port and not port.isdigit():
+                raise ValueError(f"resolver_forwarders[{i}] = {_show(v)}: write 'address' or 'address@port'")
+        return value
+
+    @field_validator("resolver_insecure_domains", "ntp_servers", mode="before")
+    @classmethod
+    def _names(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(f"{_show(value)} is a string, not a list; write {info.field_name} = [{value!r}]")
+        if isinstance(value, (list, tuple)):
+            out = [_norm_domain(v) for v in value]
+            for i, v in enumerate(out):
+                if not isinstance(v, str):
+                    continue
+                if info.field_name == "resolver_insecure_domains" and re.match(_LABEL + "$", v):
+                    continue  # a single-label TLD such as 'test'
+                if is_domain(v):
+                    continue
+                try:
+                    ip_address(v)
+                    continue
+                except ValueError:
+                    pass
+                raise ValueError(f"{info.field_name}[{i}] = {_show(value[i])} is not a domain name")
+            return out
+        return value
+
+    @field_validator("secrets_dir")
+    @classmethod
+    def _secrets_dir(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty; write secrets_dir = 'secrets'")
+        return value
+
+    # ---------------------------------------------------------------- cross-field checks
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_admin(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and isinstance(data.get("admin_email"), str):
+            data = dict(data)
+            admin = _norm_address(data["admin_email"])
+            tls = data.get("tls")
+            if tls is None:
+                data["tls"] = {"acme_email": admin}
+            elif isinstance(tls, Mapping) and tls.get("acme_email") is None:
+                data["tls"] = {**tls, "acme_email": admin}
+            if data.get("tls_rpt_email") is None:
+                data["tls_rpt_email"] = admin
+            dmarc = data.get("dmarc")
+            if dmarc is None or isinstance(dmarc, Mapping):
+                base = {"p": "reject", "np": "reject", "adkim": "s", "aspf": "s", "rua": f"mailto:{admin}"}
+                merged = {**base, **(dmarc or {})}
+                data["dmarc"] = merged
+        return data
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Settings":
+        issues = semantic_issues(self)
+        if issues:
+            raise _SemanticIssues(issues)
+        return self
+
+    # ---------------------------------------------------------------- derived values
+
+    @property
+    def is_mailserver(self) -> bool:
+        return "mailservers" in self.roles
+
+    @property
+    def is_spamtrap(self) -> bool:
+        return "spamtraps" in self.roles
+
+    @property
+    def primary_domain(self) -> str:
+        return self.domains[0]
+
+    @property
+    def mailbox_addresses(self) -> list[str]:
+        return [u.address for u in self.users]
+
+    @property
+    def acme_email(self) -> str:
+        return self.tls.acme_email or self.admin_email
+
+    @property
+    def effective_aliases(self) -> dict[str, list[str]]:
+        """`aliases` plus postmaster@ and abuse@ of every domain (RFC 5321/2142) → admin_email
+        where neither a mailbox nor an alias of that name exists."""
+        out = dict(self.aliases)
+        boxes = set(self.mailbox_addresses)
+        for d in self.domains:
+            for local in ("postmaster", "abuse"):
+                a = f"{local}@{d}"
+                if a not in out and a not in boxes and a != self.admin_email:
+                    out[a] = [self.admin_email]
+        return out
+
+    @property
+    def dmarc_record(self) -> str:
+        """The TXT value of _dmarc.<domain>."""
+        order = [t for t in DMARC_TAGS if t in self.dmarc]
+        return "; ".join(["v=DMARC1"] + [f"{t}={self.dmarc[t]}" for t in order])
+
+    @property
+    def addresses(self) -> list[str]:
+        return [str(a) for a in (self.ipv4, self.ipv6) if a is not None]
+
+    # ---------------------------------------------------------------- builders
+
+    @classmethod
+    def from_host(cls, host: Any) -> "Settings":
+        """The settings of a pyinfra host (``host.name``, ``host.groups``, ``host.data``).
+
+        Raises SettingsError naming the group_data file of a bad value."""
+        data = host.data.dict()
+        sources = _host_sources(host)
+        return build_settings(host.name, list(host.groups), data, sources)
+
+
+class _SemanticIssues(Exception):
+    """Cross-field problems (raised through pydantic unchanged; not a ValueError)."""
+
+    def __init__(self, issues: list[tuple[str, str]]):
+        super().__init__("; ".join(f"{f}: {m}" for f, m in issues))
+        self.issues = issues  # (field path, message)
+
+
+def _ip_check(value: Any, family: int) -> Any:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (IPv4Address, IPv6Address)):
+        addr = value
+    elif isinstance(value, str):
+        try:
+            addr = ip_address(value.strip())
+        except ValueError:
+            example = "198.51.100.10" if family == 4 else "2001:db8:51::10"
+            raise ValueError(f"{_show(value)} is not an IP address; write ipv{family} = '{example}'") from None
+    else:
+        return value  # pydantic reports the type
+    if addr.version != family:
+        raise ValueError(
+            f"{_show(value)} is an IPv{addr.version} address; write ipv{addr.version} = '{addr}' instead"
+            f" (and ipv{family} = an IPv{family} address or None)"
+        )
+    return addr
+
+
+def semantic_issues(s: Settings) -> list[tuple[str, str]]:
+    """Cross-field problems of one host's settings: [(field path, message)]."""
+    issues: list[tuple[str, str]] = []
+    domains = set(s.domains)
+    groups = set(s.groups)
+
+    # roles and environment (only meaningful when built with the host's groups)
+    if s.groups:
+        if s.environment not in groups:
+            issues.append((
+                "environment",
+                f"{s.environment!r} is not one of the host's inventory groups ({', '.join(s.groups)}); "
+                f"add the host to the {s.environment!r} group in inventory.py or write environment = "
+                + (repr(next(g for g in s.groups if g not in ROLES and g != 'all')) if any(
+                    g not in ROLES and g != "all" for g in s.groups) else "'<its environment group>'"),
+            ))
+        if not s.roles:
+            issues.append(("roles", "the host is in neither the mailservers nor the spamtraps group; "
+                                    "add it to one of them in inventory.py"))
+        if len(s.roles) > 1:
+            issues.append(("roles", "the host is in both mailservers and spamtraps; "
+                                    "put it in one of the two groups in inventory.py"))
+    if s.is_spamtrap and s.spamtrap_position is None:
+        issues.append(("spamtrap_position", "a spamtraps host needs a position; write spamtrap_position = 'first' "
+                                            "(MX 10, rejects connections) or 'last' (MX 30, defers) in its host data"))
+    if s.spamtrap_position is not None and s.roles and not s.is_spamtrap:
+        issues.append(("spamtrap_position", f"{s.spamtrap_position!r} is set on a host that is not in the spamtraps "
+                                            "group; remove spamtrap_position (or add the host to spamtraps)"))
+    if s.roles and s.ipv4 is None and s.ipv6 is None:
+        issues.append(("ipv4", "the host has no address for its A/AAAA records; write ipv4 = '198.51.100.10' "
+                               "(and/or ipv6) in its host data in inventory.py"))
+
+    # users
+    seen: dict[str, str] = {}
+    for i, u in enumerate(s.users):
+        where = f"users[{i}].address"
+        if u.domain not in domains:
+            issues.append((where, f"{u.address!r} is in domain {u.domain!r}, which is not in domains; "
+                                  f"add {u.domain!r} to domains or write an address @{s.primary_domain}"))
+        if u.address in seen:
+            issues.append((where, f"{u.address!r} is defined twice (also {seen[u.address]}); keep one"))
+        else:
+            seen[u.address] = f"users[{i}]"
+
+    # aliases
+    for src, targets in s.aliases.items():
+        where = f"aliases[{src!r}]"
+        sdom = src.rsplit("@", 1)[1]
+        if sdom not in domains:
+            issues.append((where, f"source domain {sdom!r} is not in domains; add it to domains or use an address "
+                                  f"@{s.primary_domain}"))
+        if src in seen:
+            issues.append((where, f"{src!r} is both a mailbox ({seen[src]}) and an alias; "
+                                  "remove the alias or the mailbox"))
+        for t in targets:
+            tdom = t.rsplit("@", 1)[1]
+            if tdom in domains and t not in seen and t not in s.aliases:
+                issues.append((where, f"target {t!r} is a local address that is neither a mailbox nor an alias; "
+                                      "add a user with that address or fix the target"))
+    # alias loops (a -> b -> ... -> a), among pure aliases
+    graph = {src: [t for t in targets if t in s.aliases] for src, targets in s.aliases.items()}
+    reported: set[frozenset[str]] = set()
+    for start in graph:
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, []):
+                if nxt == start:
+                    cyc = frozenset(path)
+                    if cyc not in reported:
+                        reported.add(cyc)
+                        chain = " -> ".join(path + [start])
+                        issues.append((f"aliases[{start!r}]", f"alias loop {chain}; make one of them deliver to a "
+                                                              "mailbox or a remote address"))
+                elif nxt not in path:
+                    stack.append((nxt, path + [nxt]))
+
+    # admin address must be deliverable if it is local
+    adom = s.admin_email.rsplit("@", 1)[1]
+    if adom in domains and s.admin_email not in seen and s.admin_email not in s.aliases:
+        issues.append(("admin_email", f"{s.admin_email!r} is a local address that is neither a mailbox nor an "
+                                      "alias, so reports to it would bounce; add a user or an alias for it"))
+    for name, value in (("tls_rpt_email", s.tls_rpt_email), ("tls.acme_email", s.tls.acme_email)):
+        if value and value != s.admin_email:
+            d = value.rsplit("@", 1)[1]
+            if d in domains and value not in seen and value not in s.aliases:
+                issues.append((name, f"{value!r} is a local address that is neither a mailbox nor an alias; "
+                                     "add a user or an alias for it"))
+
+    # DNS provider fields
+    for req, example in DNS_REQUIRED[s.dns.provider]:
+        if req == "secret":
+            if not s.dns.has_secret:
+                issues.append(("dns.secret_file", f"provider {s.dns.provider!r} needs a credential reference; "
+                                                  "write dns = {..., 'secret_file': 'dns-token'} (a file in "
+                                                  f"{s.secrets_dir}/, mode 0600) or 'secret_env': "
+                                                  "'MAILSTEAD_DNS_TOKEN'"))
+        elif getattr(s.dns, req) is None:
+            issues.append((f"dns.{req}", f"provider {s.dns.provider!r} needs {req}; write dns = "
+                                         f"{{'provider': {s.dns.provider!r}, {req!r}: {example}, ...}}"))
+    if s.dns.secret_file and s.dns.secret_env:
+        issues.append(("dns.secret_env", "give one credential reference, secret_file or secret_env, not both"))
+    if s.dns.zone is not None:
+        for d in s.domains:
+            if d != s.dns.zone and not d.endswith("." + s.dns.zone):
+                issues.append(("dns.zone", f"domain {d!r} is not inside zone {s.dns.zone!r}; remove zone "
+                                           "(each domain is then its own zone) or fix it"))
+    return issues
+
+
+# --------------------------------------------------------------------------------------------
+# Building from merged data with source attribution
+
+
+def is_data_value(value: Any) -> bool:
+    """Helpers (functions, classes, modules) in a group_data file are not settings."""
+    return not isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type))
+
+
+def is_pyinfra_key(key: str) -> bool:
+    return key.startswith(PYINFRA_KEY_PREFIXES)
+
+
+def _host_sources(host: Any) -> dict[str, str]:
+    """key -> where the value pyinfra gives this host comes from (highest precedence first)."""
+    sources: dict[str, str] = {}
+    inv = getattr(host, "inventory", None)
+    if inv is None:
+        return sources
+    layers: list[tuple[str, Mapping]] = []
+    try:
+        layers.append(("the --data command-line option", inv.get_override_data() or {}))
+        layers.append((f"host data of {host.name} in inventory.py", inv.get_host_data(host.name) or {}))
+        for g in reversed(list(host.groups)):
+            layers.append((f"group_data/{g}.py", inv.get_group_data(g) or {}))
+        layers.append(("group_data/all.py", inv.get_data() or {}))
+    except Exception:  # pragma: no cover - attribution is best effort
+        return sources
+    for label, data in layers:
+        for key in data:
+            sources.setdefault(key, label)
+    return sources
+
+
+_DERIVED_KEYS = {"roles", "groups"}
+_PLAINTEXT_KEYS = ("password", "pass", "passwd", "plain_password", "cleartext", "plaintext")
+
+
+def build_settings(name: str, groups: list[str], data: Mapping[str, Any], sources: Mapping[str, str]) -> Settings:
+    """Validate one host's merged data; raise SettingsError with file attribution."""
+    issues = collect_issues(name, groups, data, sources)
+    if issues[0] is None:
+        raise SettingsError(issues[1])
+    return issues[0]
+
+
+def collect_issues(
+    name: str, groups: list[str], data: Mapping[str, Any], sources: Mapping[str, str]
+) -> tuple[Settings | None, list[Issue]]:
+    def src(key: str) -> str:
+        return sources.get(key, f"host data of {name} in inventory.py" if key in ("fqdn",) else "inventory.py")
+
+    issues: list[Issue] = []
+    clean: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or is_pyinfra_key(key) or not is_data_value(value):
+            continue
+        if key in _DERIVED_KEYS:
+            issues.append(Issue(src(key), key, f"{key} come from the host's groups in inventory.py, not from "
+                                               f"group_data; remove {key} and add the host to the mailservers "
+                                               "or spamtraps group", [name]))
+            continue
+        clean[key] = value
+    clean.setdefault("fqdn", name)
+    clean["groups"] = tuple(groups)
+    clean["roles"] = tuple(r for r in ROLES if r in groups)
+    if issues:
+        return None, issues
+    try:
+        settings = Settings.model_validate(clean)
+    except ValidationError as e:
+        errors = e.errors(include_url=False)
+        plaintext = {tuple(err["loc"][:-1]) for err in errors
+                     if err.get("type") == "extra_forbidden" and err["loc"][-1] in _PLAINTEXT_KEYS}
+        for err in errors:
+            loc = tuple(err.get("loc", ()))
+            if err.get("type") == "missing" and loc[-1:] == ("password_hash",) and loc[:-1] in plaintext:
+                continue  # the plaintext-password message already says what to write
+            issues.append(_issue_from_error(err, clean, src, name))
+        return None, issues
+    except _SemanticIssues as e:
+        for path, msg in e.issues:
+            top = re.split(r"[.\[]", path, maxsplit=1)[0]
+            label = src(top)
+            if top in ("roles",):
+                label = "inventory.py"
+            issues.append(Issue(label, path, msg, [name]))
+        return None, issues
+    return settings, []
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out and isinstance(part, str) and not part.isidentifier():
+            out += f"[{part!r}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model class that owns the last key of loc."""
+    model: Any = Settings
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if model is None or not hasattr(model, "model_fields") or part not in model.model_fields:
+            return None
+        ann = model.model_fields[part].annotation
+        model = {"users": User, "dns": DnsProvider, "tls": Tls, "opensmtpd": OpenSmtpd}.get(part)
+        if model is None and isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+    return model
+
+
+_TYPE_WORDS = {
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "bool_type": "True or False",
+    "bool_parsing": "True or False",
+    "string_type": "a string in quotes",
+    "list_type": "a list [...]",
+    "dict_type": "a dict {...}",
+    "tuple_type": "a list [...]",
+    "model_type": "a dict {...}",
+    "model_attributes_type": "a dict {...}",
+    "literal_error": None,
+    "missing": None,
+    "too_short": None,
+}
+
+
+def _example(model: Any, key: str) -> str:
+    if model is not None and key in getattr(model, "model_fields", {}):
+        f = model.model_fields[key]
+        if not f.is_required():
+            default = f.get_default(call_default_factory=True)
+            if default not in (None, [], {}, ()):
+                return _py(default)
+    examples = {
+        "environment": "'production'",
+        "domains": "['example.org']",
+        "admin_email": "'postmaster@example.org'",
+        "address": "'alice@example.org'",
+        "password_hash": '"<output of python -m mailstead hash-password>"',
+        "ipv4": "'198.51.100.10'",
+        "ipv6": "'2001:db8:51::10'",
+        "quota": "'2G'",
+        "spamtrap_position": "'first'",
+        "users": "[{'address': 'alice@example.org', 'password_hash': '{BLF-CRYPT}$2b$12$...'}]",
+        "aliases": "{'info@example.org': ['alice@example.org']}",
+        "dns": "{'provider': 'powerdns', 'api_url': 'http://ns1.example.org:8081', 'secret_file': 'dns-token'}",
+        "dmarc": "{'p': 'reject'}",
+    }
+    return examples.get(key, "...")
+
+
+def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any, host: str) -> Issue:
+    loc = tuple(err.get("loc", ()))
+    etype = err.get("type", "")
+    msg = err.get("msg", "")
+    value = err.get("input")
+    top = str(loc[0]) if loc else ""
+    label = src(top) if top else "inventory.py"
+    if top in ("groups", "roles"):
+        label = "inventory.py"
+    path = _field_path(loc)
+    key = str(loc[-1]) if loc else ""
+    model = _model_at(loc) if loc else Settings
+    sub = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
+
+    if etype == "value_error":
+        text = re.sub(r"^Value error, ", "", msg)
+        if top in ("ipv4", "ipv6", "fqdn") and "host data" not in label:
+            text += " (per-host values belong in the host data in inventory.py)"
+        return Issue(label, path, text, [host])
+
+    if etype == "extra_forbidden":
+        return Issue(label, path, _unknown_key_message(model, key, loc, value), [host])
+
+    if etype == "missing":
+        if key == "environment" and not loc[:-1]:
+            return Issue(
+                "group_data/<environment>.py", "environment",
+                "is missing; write environment = '<name>' in group_data/<name>.py (e.g. production) and "
+                "put the host in that group in inventory.py", [host],
+            )
+        if key == "domains":
+            text = "is missing; write domains = ['example.org'] in group_data/<environment>.py"
+        elif key == "admin_email":
+            text = "is missing; write admin_email = 'postmaster@example.org' (a mailbox or an alias)"
+        else:
+            text = f"is missing; write {key} = {_example(model, key)}"
+        owner = sub.split(".")[0] if sub else ""
+        return Issue(src(owner) if owner else "group_data/<environment>.py", path, text, [host])
+
+    if etype == "too_short" and key == "domains":
+        return Issue(label, path, "is empty; list at least one mail domain: domains = ['example.org']", [host])
+
+    if etype == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        choices = re.findall(r"'([^']*)'", expected)
+        hint = ""
+        if isinstance(value, str) and choices:
+            close = difflib.get_close_matches(value, choices, n=1, cutoff=0.5)
+            if close:
+                hint = f"did you mean {close[0]!r}? "
+        if key == "provider":
+            text = f"{_show(value)} is not a known DNS provider; {hint}write provider = one of {expected}"
+        else:
+            first = repr(choices[0]) if choices else "..."
+            text = f"{_show(value)} is not allowed; {hint}write {key} = {first} (one of {expected})"
+        return Issue(label, path, text, [host])
+
+    word = _TYPE_WORDS.get(etype)
+    if word is None and etype.endswith("_type"):
+        word = etype[:-5].replace("_", " ")
+    if word:
+        shown = "(value not shown)" if key in ("password_hash",) or SECRETISH.search(key) else _show(value)
+        return Issue(label, path, f"{shown} is not {word}; write {key} = {_example(model, key)}", [host])
+    return Issue(label, path, f"{_show(value)}: {msg}; write {key} = {_example(model, key)}", [host])
+
+
+def _unknown_key_message(model: Any, key: str, loc: tuple, value: Any) -> str:
+    names = list(getattr(model, "model_fields", {}).keys()) if model is not None else []
+    names = [n for n in names if n not in _DERIVED_KEYS]
+    if model is User and key in _PLAINTEXT_KEYS:
+        return "a plaintext password is not allowed; " + HASH_FIX
+    if model is User and key == "aliases":
+        return ("users have no aliases key; write the top-level aliases = {'info@example.org': "
+                "['alice@example.org']} instead")
+    if model is DnsProvider and SECRETISH.search(key):
+        return ("a secret written inline is not allowed (value not shown); put it in a file in secrets_dir "
+                "(mode 0600) and write 'secret_file': 'dns-token', or export it and write 'secret_env': "
+                "'MAILSTEAD_DNS_TOKEN'")
+    if model is Settings and SECRETISH.search(key):
+        return ("unknown key, and secrets never belong in group_data (value not shown); keep secrets in files "
+                "under secrets_dir and refer to them (e.g. dns = {..., 'secret_file': 'dns-token'})")
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if model is Settings and key in ("domain", "mail_domain", "mail_domains"):
+        close = ["domains"]
+    if close:
+        return f"unknown key; did you mean {close[0]!r}? write {close[0]} = {_show(value)}"
+    return f"unknown key {key!r}; remove it (known keys: {', '.join(names)})"
+
+
+# --------------------------------------------------------------------------------------------
+# Environment-wide view (DNS)
+
+
+class MailHost(_Model):
+    fqdn: str
+    ipv4: IPv4Address | None = None
+    ipv6: IPv6Address | None = None
+
+
+class Spamtrap(_Model):
+    fqdn: str
+    ipv4: IPv4Address | None = None
+    ipv6: IPv6Address | None = None
+    position: Literal["first", "last"]
+
+
+class MxRecord(_Model):
+    preference: int
+    host: str
+
+
+MX_PREFERENCE = {"first": 10, "mail": 20, "last": 30}
+
+
+class EnvironmentSettings(_Model):
+    """All hosts of one environment: what DNS publishes."""
+
+    environment: str
+    domains: list[str]
+    mail_hosts: tuple[MailHost, ...]
+    spamtraps: tuple[Spamtrap, ...]
+    mx: tuple[MxRecord, ...]
+    sending_hosts: tuple[MailHost, ...]
+    admin_email: str
+    users: list[User]
+    aliases: dict[str, list[str]]
+    dns: DnsProvider
+    dnssec: bool
+    dns_ttl: int
+    dmarc: dict[str, str]
+    mta_sts_mode: str
+    mta_sts_max_age: int
+    tls_rpt_email: str
+    dkim_rsa_bits: int
+    caa_issuer: str
+    secrets_dir: str
+    hosts: tuple[Settings, ...]
+
+    @property
+    def primary_domain(self) -> str:
+        return self.domains[0]
+
+    @property
+    def dmarc_record(self) -> str:
+        order = [t for t in DMARC_TAGS if t in self.dmarc]
+        return "; ".join(["v=DMARC1"] + [f"{t}={self.dmarc[t]}" for t in order])
+
+    @property
+    def mta_sts_policy(self) -> str:
+        """The MTA-STS policy file (CRLF lines, RFC 8461); lists every MX host, traps included."""
+        lines = ["version: STSv1", f"mode: {self.mta_sts_mode}"]
+        lines += [f"mx: {m.host}" for m in sorted(self.mx, key=lambda m: m.host)]
+        lines.append(f"max_age: {self.mta_sts_max_age}")
+        return "\r\n".join(lines) + "\r\n"
+
+    @property
+    def mta_sts_id(self) -> str:
+        """The `id=` of the _mta-sts TXT record: changes exactly when the policy changes."""
+        return hashlib.sha256(self.mta_sts_policy.encode()).hexdigest()[:20]
+
+    @property
+    def tls_rpt_record(self) -> str:
+        return f"v=TLSRPTv1; rua=mailto:{self.tls_rpt_email}"
+
+    @classmethod
+    def from_hosts(
+        cls, hosts: list[Settings], sources: Mapping[str, Mapping[str, str]] | None = None
+    ) -> "EnvironmentSettings":
+        """Combine the settings of all hosts of one environment.
+
+        ``sources`` (host fqdn -> key -> file) only improves the error message."""
+        issues = environment_issues(hosts, sources or {})
+        if issues:
+            raise SettingsError(issues)
+        first = next((h for h in hosts if h.is_mailserver), hosts[0])
+        mail = tuple(MailHost(fqdn=h.fqdn, ipv4=h.ipv4, ipv6=h.ipv6) for h in hosts if h.is_mailserver)
+        traps = tuple(
+            Spamtrap(fqdn=h.fqdn, ipv4=h.ipv4, ipv6=h.ipv6, position=h.spamtrap_position)
+            for h in hosts if h.is_spamtrap
+        )
+        mx = [MxRecord(preference=MX_PREFERENCE[t.position], host=t.fqdn) for t in traps]
+        mx += [MxRecord(preference=MX_PREFERENCE["mail"], host=m.fqdn) for m in mail]
+        mx.sort(key=lambda r: (r.preference, r.host))
+        return cls(
+            environment=first.environment,
+            domains=list(first.domains),
+            mail_hosts=mail,
+            spamtraps=traps,
+            mx=tuple(mx),
+            sending_hosts=mail,
+            admin_email=first.admin_email,
+            users=list(first.users),
+            aliases=dict(first.aliases),
+            dns=first.dns,
+            dnssec=first.dnssec,
+            dns_ttl=first.dns_ttl,
+            dmarc=dict(first.dmarc),
+            mta_sts_mode=first.mta_sts_mode,
+            mta_sts_max_age=first.mta_sts_max_age,
+            tls_rpt_email=first.tls_rpt_email or first.admin_email,
+            dkim_rsa_bits=first.dkim_rsa_bits,
+            caa_issuer=first.tls.caa_issuer,
+            secrets_dir=first.secrets_dir,
+            hosts=tuple(hosts),
+        )
+
+
+def environment_issues(hosts: list[Settings], sources: Mapping[str, Mapping[str, str]]) -> list[Issue]:
+    """Problems of an environment as a whole: disagreeing hosts, missing mail host, duplicates."""
+    issues: list[Issue] = []
+    if not hosts:
+        return [Issue("inventory.py", "", "the environment has no hosts; add hosts to its group")]
+    env = hosts[0].environment
+
+    def src(h: Settings, key: str) -> str:
+        return sources.get(h.fqdn, {}).get(key, f"group_data/{env}.py")
+
+    envs = sorted({h.environment for h in hosts})
+    if len(envs) > 1:
+        issues.append(Issue("inventory.py", "environment", f"hosts of different environments ({', '.join(envs)}) "
+                                                           "were combined; pass the hosts of one environment"))
+        return issues
+    if not any(h.is_mailserver for h in hosts):
+        issues.append(Issue("inventory.py", "", f"environment {env!r} has no host in the mailservers group; "
+                                                "add at least one mail host", [h.fqdn for h in hosts]))
+    names: dict[str, int] = {}
+    for h in hosts:
+        names[h.fqdn] = names.get(h.fqdn, 0) + 1
+    for n, c in names.items():
+        if c > 1:
+            issues.append(Issue("inventory.py", "fqdn", f"{n!r} is used by {c} hosts of {env!r}; give every "
+                                                        "host its own name"))
+    for fld in ENVIRONMENT_WIDE_FIELDS + ("tls.caa_issuer",):
+        def get(h: Settings, f: str = fld) -> Any:
+            obj: Any = h
+            for part in f.split("."):
+                obj = getattr(obj, part)
+            return obj
+
+        ref = get(hosts[0])
+        differing = [h for h in hosts[1:] if get(h) != ref]
+        if differing:
+            top = fld.split(".")[0]
+            where = "; ".join(
+                f"{h.fqdn} gets {_py(get(h))[:60]} from {src(h, top)}" for h in [hosts[0]] + differing[:3]
+            )
+            issues.append(Issue(
+                src(differing[0], top), fld,
+                f"hosts of environment {env!r} disagree ({where}); it is environment-wide: set it once in "
+                f"group_data/{env}.py (or group_data/all.py), not per role or per host",
+            ))
+    return issues
+
+
+# --------------------------------------------------------------------------------------------
+# README reference
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    text = text or str(annotation)
+    text = re.sub(r"typing\.|ipaddress\.|mailstead\.settings\.|<class '|'>", "", text)
+    return text.replace("Annotated[int, Strict(strict=True)]", "int").replace(
+        "Annotated[bool, Strict(strict=True)]", "bool")
+
+
+def settings_reference_markdown() -> str:
+    """The README's settings reference, generated from the field docstrings."""
+    out = ["## Settings reference", "",
+           "Keys of `group_data/*.py` (flat module variables) and of host data in `inventory.py`.",
+           "Generated by `mailstead.settings.settings_reference_markdown()`.", ""]
+
+    def table(model: type[BaseModel], prefix: str = "") -> None:
+        out.append("| key | type | default | meaning |")
+        out.append("|---|---|---|---|")
+        for name, f in model.model_fields.items():
+            if name in _DERIVED_KEYS and model is Settings:
+                continue
+            if f.is_required():
+                default = "required"
+            else:
+                d = f.get_default(call_default_factory=True)
+                default = "`" + _py(d).replace("|", "\\|") + "`"
+            if model is Settings and name == "fqdn":
+                default = "inventory name"
+            doc = " ".join((f.description or "").split()).replace("|", "\\|")
+            ty = _type_name(f.annotation).replace("|", "\\|")
+            out.append(f"| `{prefix}{name}` | {ty} | {default} | {doc} |")
+        out.append("")
+
+    table(Settings)
+    for title, model, prefix in (
+        ("users[]", User, ""), ("dns", DnsProvider, "dns."), ("tls", Tls, "tls."),
+        ("opensmtpd", OpenSmtpd, "opensmtpd."),
+    ):
+        out.append(f"### `{title}`")
+        out.append("")
+        if model.__doc__:
+            out.append(" ".join(model.__doc__.split()))
+            out.append("")
+        table(model, prefix)
+    out.append("Required DNS provider fields: " + "; ".join(
+        f"{p}: " + (", ".join("secret_file or secret_env" if r == "secret" else r for r, _ in req) or "nothing")
+        for p, req in DNS_REQUIRED.items()) + ".")
+    out.append("")
+    return "\n".join(out)
