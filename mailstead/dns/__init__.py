@@ -1,0 +1,72 @@
+"""DNS: records computed from settings, a printable plan against the provider, and an apply.
+
+Entry points:
+  desired_records(env)            every record of the environment (creates missing DKIM keys)
+  stage(env, dry)                 the deploy's DNS stage: plan, print, apply unless dry; returns the Plan
+  python -m mailstead dns plan|apply --env ENV      (mailstead/dns/cli.py)
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from mailstead.dns.plan import ApplyError, Plan, apply, make_plan
+from mailstead.dns.records import Record, _get, compute, zone_for_domain
+
+__all__ = ["desired_records", "zones", "stage", "Plan", "ApplyError", "Record"]
+
+
+def zones(env: Any) -> list[str]:
+    return sorted({zone_for_domain(env, d) for d in _get(env, "domains")})
+
+
+def desired_records(env: Any, tls_pubkey_hashes: dict | None = None, create_keys: bool = True) -> list[Record]:
+    from mailstead import dkim
+
+    secrets_dir = _get(env, "secrets_dir", default="secrets")
+    bits = int(_get(env, "dkim_rsa_bits", default=2048))
+    pub = dkim.dkim_public(secrets_dir, _get(env, "domains"), bits, create=create_keys)
+    if tls_pubkey_hashes is None and _get(env, "dnssec", default=False):
+        tls_pubkey_hashes = tls_hashes_from_secrets(env)
+    return compute(env, pub, tls_pubkey_hashes)
+
+
+def tls_hashes_from_secrets(env: Any) -> dict:
+    """SPKI SHA-256 per mail host for TLSA 3 1 1, from ``<secrets_dir>/tls/<fqdn>.spki-sha256`` files
+    (one hex hash per line; written by whoever owns the host's TLS key). Missing files: no TLSA."""
+    from pathlib import Path
+
+    out = {}
+    base = Path(_get(env, "secrets_dir", default="secrets")) / "tls"
+    for h in list(_get(env, "mail_hosts") or []) + list(_get(env, "spamtraps") or []):
+        f = base / f"{_get(h, 'fqdn')}.spki-sha256"
+        if f.exists():
+            out[str(_get(h, "fqdn"))] = [line.strip() for line in f.read_text().split() if line.strip()]
+    return out
+
+
+def stage(env: Any, dry: bool, provider=None, out: TextIO | None = None) -> Plan:
+    """The deploy's DNS stage. Prints the plan; applies it unless ``dry``. Returns the Plan (empty plan =
+    nothing changed, no write call made). Provider 'none': prints the records to publish by hand."""
+    from mailstead.dns.providers import from_settings
+
+    out = out or sys.stdout
+    records = desired_records(env)
+    secrets_dir = _get(env, "secrets_dir", default="secrets")
+    if provider is None:
+        provider = from_settings(_get(env, "dns"), secrets_dir)
+    if provider is None:
+        print("DNS provider 'none': publish these records yourself:", file=out)
+        for r in records:
+            for line in r.lines():
+                print("  " + line, file=out)
+        return Plan(provider="none")
+    plan = make_plan(provider, records, zones(env), secrets_dir, _get(env, "environment"))
+    print(plan.render(), file=out)
+    if not dry and not plan.empty:
+        n = apply(plan, provider)
+        print(f"DNS: applied {n} change(s) with {provider.calls['write']} write call(s)", file=out)
+    elif not dry:
+        apply(plan, provider)  # records state only; makes no write call
+    return plan
