@@ -36,7 +36,7 @@ from .settings import (
     is_data_value,
 )
 
-__all__ = ["check", "load_environment", "load_group_data", "SettingsError", "last_check"]
+__all__ = ["check", "load_environment", "load_group_data", "load_group_data_file", "SettingsError", "last_check"]
 
 # inventory file (absolute) -> (settings by host, sources by host); filled by check()
 _RESULTS: dict[str, tuple[dict[str, Settings], dict[str, dict[str, str]]]] = {}
@@ -95,6 +95,11 @@ def load_group_data(path: str | os.PathLike, label: str | None = None) -> dict[s
         for k, v in attrs.items()
         if k in keys and not k.startswith("_") and is_data_value(v)
     }
+
+
+def load_group_data_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Alias of load_group_data (used by mailstead.labdata)."""
+    return load_group_data(path)
 
 
 def _is_group(key: str, value: Any) -> bool:
@@ -224,6 +229,9 @@ def check(
                 src[k] = labels.get(k, f"host data of {name}")
         return data, src
 
+    if issues:  # a file that does not load: report that alone (the rest would be noise)
+        raise SettingsError(issues, before_connect=True)
+
     result: dict[str, Settings] = {}
     sources: dict[str, dict[str, str]] = {}
     for name in all_hosts:
@@ -246,11 +254,12 @@ def check(
                                                                f"({s.environment}, {', '.join(others)}); keep "
                                                                "staging and production host lists disjoint",
                                 [name]))
-    for env, hosts in envs.items():
-        issues.extend(environment_issues(hosts, sources))
+    if not issues:  # environment-wide checks need every host's settings
+        for env, hosts in envs.items():
+            issues.extend(environment_issues(hosts, sources))
 
     if issues:
-        raise SettingsError(issues)
+        raise SettingsError(issues, before_connect=True)
     key = str(Path(caller_file).resolve()) if caller_file else ""
     _RESULTS[key] = (result, sources)
     _LAST[:] = [(result, sources)]
@@ -269,7 +278,7 @@ def load_environment(env: str, inventory_path: str = "inventory.py") -> list[Set
     its groups are checked here with the group_data directory next to it)."""
     path = Path(inventory_path).resolve()
     if not path.is_file():
-        raise SettingsError([Issue(str(inventory_path), "", "no such inventory file")])
+        raise SettingsError([Issue(str(inventory_path), "", "no such inventory file")], before_connect=True)
     code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
     namespace: dict[str, Any] = {"__file__": str(path), "__name__": "inventory"}
     _RESULTS.pop(str(path), None)

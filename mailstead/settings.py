@@ -102,7 +102,7 @@ class SettingsError(CliError, PyinfraError):
 
     exit_code = 1
 
-    def __init__(self, issues: list[Issue] | str):
+    def __init__(self, issues: list[Issue] | str, before_connect: bool = False):
         if isinstance(issues, str):
             issues = [Issue("settings", "", issues)]
         merged: dict[tuple[str, str, str], Issue] = {}
@@ -116,7 +116,8 @@ class SettingsError(CliError, PyinfraError):
                 merged[key] = Issue(issue.source, issue.field, issue.message, list(issue.hosts))
         self.issues = list(merged.values())
         count = len(self.issues)
-        head = f"{count} problem{'s' if count > 1 else ''} (nothing was deployed, no host was contacted):"
+        head = f"{count} problem{'s' if count > 1 else ''}"
+        head += " (nothing was deployed, no host was contacted):" if before_connect else ":"
         message = head + "".join(f"\n  {i.line()}" for i in self.issues)
         super().__init__(message)
         self.message = message
@@ -285,7 +286,8 @@ class DnsProvider(_Model):
     zone: str | None = None
     """The zone that holds the records; None = each mail domain is its own zone."""
     secret_file: str | None = None
-    """Credential reference: a file under `secrets_dir` (mode 0600) holding the API token / TSIG secret."""
+    """Credential reference: a file (relative to `secrets_dir`, or absolute; mode 0600) holding the API token
+    / TSIG secret."""
     secret_env: str | None = None
     """Credential reference: the name of an environment variable holding the API token / TSIG secret."""
 
@@ -314,9 +316,12 @@ class DnsProvider(_Model):
     @field_validator("secret_file")
     @classmethod
     def _secret_file(cls, value: str | None) -> str | None:
-        if value is not None and (value.startswith("/") or ".." in value.split("/") or not value.strip()):
+        if value is not None and (
+            not value.strip() or (not value.startswith("/") and ".." in value.split("/"))
+        ):
             raise ValueError(
-                f"{_show(value)} must be a file name relative to secrets_dir; write secret_file = 'dns-token'"
+                f"{_show(value)} must be a file name relative to secrets_dir (or an absolute path); "
+                "write secret_file = 'dns-token'"
             )
         return value
 
@@ -743,9 +748,9 @@ class Settings(_Model):
     @model_validator(mode="before")
     @classmethod
     def _defaults_from_admin(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and isinstance(data.get("admin_email"), str):
+        admin = _norm_address(data.get("admin_email")) if isinstance(data, Mapping) else None
+        if isinstance(admin, str) and split_address(admin) is not None:
             data = dict(data)
-            admin = _norm_address(data["admin_email"])
             tls = data.get("tls")
             if tls is None:
                 data["tls"] = {"acme_email": admin}
@@ -932,13 +937,13 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
 
     # admin address must be deliverable if it is local
     adom = s.admin_email.rsplit("@", 1)[1]
-    if adom in domains and s.admin_email not in seen and s.admin_email not in s.aliases:
+    if s.users and adom in domains and s.admin_email not in seen and s.admin_email not in s.aliases:
         issues.append(("admin_email", f"{s.admin_email!r} is a local address that is neither a mailbox nor an "
                                       "alias, so reports to it would bounce; add a user or an alias for it"))
     for name, value in (("tls_rpt_email", s.tls_rpt_email), ("tls.acme_email", s.tls.acme_email)):
         if value and value != s.admin_email:
             d = value.rsplit("@", 1)[1]
-            if d in domains and value not in seen and value not in s.aliases:
+            if s.users and d in domains and value not in seen and value not in s.aliases:
                 issues.append((name, f"{value!r} is a local address that is neither a mailbox nor an alias; "
                                      "add a user or an alias for it"))
 
@@ -953,6 +958,8 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
         elif getattr(s.dns, req) is None:
             issues.append((f"dns.{req}", f"provider {s.dns.provider!r} needs {req}; write dns = "
                                          f"{{'provider': {s.dns.provider!r}, {req!r}: {example}, ...}}"))
+    if s.dns.provider == "desec" and s.dns_ttl < 3600:
+        issues.append(("dns_ttl", f"{s.dns_ttl} is below deSEC's minimum TTL; write dns_ttl = 3600"))
     if s.dns.secret_file and s.dns.secret_env:
         issues.append(("dns.secret_env", "give one credential reference, secret_file or secret_env, not both"))
     if s.dns.zone is not None:
@@ -1339,7 +1346,9 @@ def environment_issues(hosts: list[Settings], sources: Mapping[str, Mapping[str,
     env = hosts[0].environment
 
     def src(h: Settings, key: str) -> str:
-        return sources.get(h.fqdn, {}).get(key, f"group_data/{env}.py")
+        if h.fqdn not in sources:
+            return f"group_data/{env}.py"
+        return sources[h.fqdn].get(key, "the default")
 
     envs = sorted({h.environment for h in hosts})
     if len(envs) > 1:

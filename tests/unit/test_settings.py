@@ -1,0 +1,589 @@
+"""Settings validation: a bad group_data value stops the run before any host is contacted, with one
+message naming the file, the field, the bad value and what to write instead.
+
+Most malformed cases run in-process through mailstead.inventory.check (what inventory.py calls);
+several run the real pyinfra CLI on a temporary project whose hosts point at a local TCP listener
+that counts connections: the message must be printed, the exit status non-zero, and 0 connections made.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from mailstead.inventory import check, load_environment
+from mailstead.passwords import hash_password, verify_password
+from mailstead.settings import (
+    EnvironmentSettings,
+    Settings,
+    SettingsError,
+    settings_reference_markdown,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+HASH = hash_password("correct horse battery", rounds=4)  # cost 4: fast, still a well-formed bcrypt hash
+
+BASE_FILES = {
+    "all.py": f"""
+        admin_email = "postmaster@example.org"
+        dns = {{"provider": "powerdns", "api_url": "http://127.0.0.1:8081", "secret_file": "pdns-api-key"}}
+        """,
+    "production.py": f"""
+        environment = "production"
+        domains = ["example.org", "example.net"]
+        users = [
+            {{"address": "alice@example.org", "password_hash": "{HASH}", "quota": "2G"}},
+            {{"address": "bob@example.net", "password_hash": "{HASH}"}},
+        ]
+        aliases = {{
+            "postmaster@example.org": ["alice@example.org"],
+            "info@example.net": ["bob@example.net", "friend@elsewhere.test"],
+        }}
+        """,
+    "mailservers.py": "# role data\n",
+    "spamtraps.py": "# role data\n",
+}
+
+
+def base_groups() -> dict:
+    return {
+        "mailservers": [("mx1.example.org", {"ipv4": "198.51.100.10", "ipv6": "2001:db8:51::10"})],
+        "spamtraps": [
+            ("trap1.example.org", {"ipv4": "198.51.100.20", "spamtrap_position": "first"}),
+            ("trap3.example.org", {"ipv4": "198.51.100.30", "spamtrap_position": "last"}),
+        ],
+        "production": ["mx1.example.org", "trap1.example.org", "trap3.example.org"],
+    }
+
+
+class Project:
+    """A temporary mailstead project: group_data/*.py plus inventory groups."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.files = {name: textwrap.dedent(text) for name, text in BASE_FILES.items()}
+        self.groups = base_groups()
+
+    def append(self, name: str, text: str) -> None:
+        self.files[name] = self.files.get(name, "") + "\n" + textwrap.dedent(text) + "\n"
+
+    def host(self, name: str, **data) -> None:
+        for hosts in self.groups.values():
+            for i, item in enumerate(hosts):
+                if isinstance(item, tuple) and item[0] == name:
+                    hosts[i] = (name, {**item[1], **data})
+
+    def write(self) -> None:
+        gd = self.root / "group_data"
+        if gd.exists():
+            shutil.rmtree(gd)
+        gd.mkdir(parents=True)
+        for name, text in self.files.items():
+            (gd / name).write_text(text)
+
+    def check(self) -> dict[str, Settings]:
+        self.write()
+        return check(self.groups, base_dir=self.root)
+
+    def error(self) -> str:
+        with pytest.raises(SettingsError) as exc:
+            self.check()
+        return str(exc.value)
+
+
+def _drop(text: str, key: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith(key + " ="))
+
+
+# --------------------------------------------------------------------------------------------------
+# Malformed cases: (id, how to break the project, substrings the one message must contain)
+
+def _c(fn):
+    return fn
+
+
+CASES = [
+    ("wrong-type-int", lambda p: p.append("all.py", 'dkim_rsa_bits = "2048"'),
+     ["group_data/all.py", "dkim_rsa_bits", "'2048'", "is not a whole number", "write dkim_rsa_bits = 2048"]),
+    ("wrong-type-bool", lambda p: p.append("production.py", 'dnssec = "yes"'),
+     ["group_data/production.py", "dnssec", "'yes'", "True or False", "write dnssec = False"]),
+    ("domains-as-string", lambda p: p.append("production.py", 'domains = "example.org"'),
+     ["group_data/production.py", "domains", "is a string, not a list", "write domains = ['example.org']"]),
+    ("unknown-key", lambda p: p.append("production.py", 'admin_emial = "x@example.org"'),
+     ["group_data/production.py", "admin_emial", "did you mean 'admin_email'?",
+      "write admin_email = 'x@example.org'"]),
+    ("unknown-nested-key", lambda p: p.append(
+        "all.py", 'tls = {"mode": "acme", "acme_directry": "https://acme.example/dir"}'),
+     ["group_data/all.py", "tls.acme_directry", "did you mean 'acme_directory'?"]),
+    ("missing-environment", lambda p: p.files.update(
+        {"production.py": _drop(p.files["production.py"], "environment")}),
+     ["environment", "is missing", "write environment = '<name>' in group_data/<name>.py"]),
+    ("missing-domains", lambda p: p.files.update(
+        {"production.py": _drop(p.files["production.py"], "domains")}),
+     ["domains", "is missing", "write domains = ['example.org']"]),
+    ("empty-domains", lambda p: p.append("production.py", "domains = []"),
+     ["group_data/production.py", "domains", "is empty", "domains = ['example.org']"]),
+    ("bad-domain-syntax", lambda p: p.append("production.py", 'domains = ["example.org", "exa mple.net"]'),
+     ["group_data/production.py", "domains", "'exa mple.net' is not a domain name", "'example.org'"]),
+    ("bad-hostname", lambda p: p.groups.update(
+        mailservers=[("mx1", {"ipv4": "198.51.100.10"})], production=["mx1", "trap1.example.org",
+                                                                      "trap3.example.org"]),
+     ["fqdn", "'mx1' is not a fully qualified host name", "'mx1.example.org'"]),
+    ("user-domain-not-served", lambda p: p.append("production.py", f"""
+        users = [{{"address": "carol@example.com", "password_hash": "{HASH}"}}]
+        """),
+     ["group_data/production.py", "users[0].address", "'carol@example.com'", "'example.com'",
+      "not in domains", "add 'example.com' to domains"]),
+    ("duplicate-user", lambda p: p.append("production.py", f"""
+        users = users + [{{"address": "alice@example.org", "password_hash": "{HASH}"}}]
+        """),
+     ["group_data/production.py", "users[2].address", "'alice@example.org' is defined twice", "keep one"]),
+    ("user-and-alias", lambda p: p.append("production.py", """
+        aliases = {"alice@example.org": ["bob@example.net"], "postmaster@example.org": ["alice@example.org"]}
+        """),
+     ["group_data/production.py", "aliases['alice@example.org']", "both a mailbox", "remove the alias or the mailbox"]),
+    ("alias-loop-2", lambda p: p.append("production.py", """
+        aliases = {"postmaster@example.org": ["alice@example.org"],
+                   "a@example.org": ["b@example.org"], "b@example.org": ["a@example.org"]}
+        """),
+     ["group_data/production.py", "alias loop", "a@example.org -> b@example.org -> a@example.org",
+      "deliver to a mailbox or a remote address"]),
+    ("alias-loop-3", lambda p: p.append("production.py", """
+        aliases = {"postmaster@example.org": ["alice@example.org"], "a@example.org": ["b@example.org"],
+                   "b@example.org": ["c@example.net"], "c@example.net": ["a@example.org", "x@remote.test"]}
+        """),
+     ["group_data/production.py", "alias loop", "-> c@example.net ->", "deliver to a mailbox"]),
+    ("alias-unknown-local", lambda p: p.append("production.py", """
+        aliases = {"postmaster@example.org": ["alice@example.org"], "sales@example.org": ["nobody@example.org"]}
+        """),
+     ["group_data/production.py", "aliases['sales@example.org']", "'nobody@example.org'",
+      "neither a mailbox nor an alias", "add a user with that address"]),
+    ("plaintext-password", lambda p: p.append("production.py", """
+        users = [{"address": "alice@example.org", "password": "hunter2"}]
+        """),
+     ["group_data/production.py", "users[0].password", "a plaintext password is not allowed",
+      'write password_hash = "<output of python -m mailstead hash-password>"']),
+    ("password-hash-without-scheme", lambda p: p.append("production.py", """
+        users = [{"address": "alice@example.org", "password_hash": "hunter2"}]
+        """),
+     ["group_data/production.py", "users[0].password_hash", "plaintext password",
+      "python -m mailstead hash-password"]),
+    ("weak-hash-scheme", lambda p: p.append("production.py", """
+        users = [{"address": "alice@example.org", "password_hash": "{MD5}1bc29b36f623ba82aaf6724fd3b16718"}]
+        """),
+     ["group_data/production.py", "users[0].password_hash", "unknown or weak hash scheme {MD5}",
+      "{BLF-CRYPT}", "python -m mailstead hash-password"]),
+    ("ipv4-given-ipv6", lambda p: p.host("mx1.example.org", ipv4="2001:db8:51::10", ipv6=None),
+     ["host data of mx1.example.org in inventory.py", "ipv4", "'2001:db8:51::10' is an IPv6 address",
+      "write ipv6 = '2001:db8:51::10' instead"]),
+    ("ipv6-given-ipv4", lambda p: p.host("mx1.example.org", ipv6="198.51.100.10"),
+     ["host data of mx1.example.org in inventory.py", "ipv6", "'198.51.100.10' is an IPv4 address",
+      "write ipv4 = '198.51.100.10' instead"]),
+    ("ip-in-group-data", lambda p: p.append("spamtraps.py", 'ipv6 = "2001:db8:51::g"'),
+     ["group_data/spamtraps.py", "ipv6", "'2001:db8:51::g' is not an IP address",
+      "write ipv6 = '2001:db8:51::10'", "host data in inventory.py"]),
+    ("weak-dkim", lambda p: p.append("all.py", "dkim_rsa_bits = 1024"),
+     ["group_data/all.py", "dkim_rsa_bits", "1024 is a weak DKIM key", "write dkim_rsa_bits = 2048"]),
+    ("trap-without-position", lambda p: p.host("trap1.example.org", spamtrap_position=None),
+     ["spamtrap_position", "a spamtraps host needs a position", "write spamtrap_position = 'first'",
+      "trap1.example.org"]),
+    ("position-on-mailserver", lambda p: p.host("mx1.example.org", spamtrap_position="first"),
+     ["host data of mx1.example.org in inventory.py", "spamtrap_position", "'first'",
+      "not in the spamtraps group", "remove spamtrap_position"]),
+    ("bad-position-value", lambda p: p.host("trap1.example.org", spamtrap_position="middle"),
+     ["host data of trap1.example.org in inventory.py", "spamtrap_position", "'middle' is not allowed",
+      "write spamtrap_position = 'first'"]),
+    ("environment-not-a-group", lambda p: p.append("production.py", 'environment = "prod"'),
+     ["group_data/production.py", "environment", "'prod' is not one of the host's inventory groups",
+      "write environment = 'production'"]),
+    ("unknown-dns-provider", lambda p: p.append("all.py", 'dns = {"provider": "route53", "secret_env": "X"}'),
+     ["group_data/all.py", "dns.provider", "'route53' is not a known DNS provider", "write provider = one of",
+      "'powerdns'"]),
+    ("dns-provider-typo", lambda p: p.append("all.py", 'dns = {"provider": "powerdsn", "secret_env": "X"}'),
+     ["group_data/all.py", "dns.provider", "did you mean 'powerdns'?"]),
+    ("powerdns-without-api-url", lambda p: p.append("all.py", 'dns = {"provider": "powerdns", "secret_file": "k"}'),
+     ["group_data/all.py", "dns.api_url", "provider 'powerdns' needs api_url",
+      "'api_url': 'http://ns1.example.org:8081'"]),
+    ("rfc2136-without-server", lambda p: p.append(
+        "all.py", 'dns = {"provider": "rfc2136", "tsig_key_name": "k", "secret_file": "tsig"}'),
+     ["group_data/all.py", "dns.server", "provider 'rfc2136' needs server", "'server': 'ns1.example.org'"]),
+    ("provider-without-secret", lambda p: p.append("all.py", 'dns = {"provider": "hetzner"}'),
+     ["group_data/all.py", "dns.secret_file", "needs a credential reference", "'secret_file': 'dns-token'",
+      "'secret_env': 'MAILSTEAD_DNS_TOKEN'"]),
+    ("secret-inline", lambda p: p.append(
+        "all.py", 'dns = {"provider": "cloudflare", "api_token": "cf-SECRET-123"}'),
+     ["group_data/all.py", "dns.api_token", "a secret written inline is not allowed", "'secret_file': 'dns-token'",
+      "'secret_env': 'MAILSTEAD_DNS_TOKEN'"]),
+    ("secret-in-env-field", lambda p: p.append(
+        "all.py", 'dns = {"provider": "desec", "secret_env": "Zx8-secret-token/value"}'),
+     ["group_data/all.py", "dns.secret_env", "is not an environment variable name",
+      "write secret_env = 'MAILSTEAD_DNS_TOKEN'"]),
+    ("bad-quota", lambda p: p.append("production.py", f"""
+        users = [{{"address": "alice@example.org", "password_hash": "{HASH}", "quota": "2 gigs"}}]
+        """),
+     ["group_data/production.py", "users[0].quota", "'2 gigs' is not a quota", "write quota = '2G'"]),
+    ("bad-dmarc-policy", lambda p: p.append("production.py", 'dmarc = {"p": "block"}'),
+     ["group_data/production.py", "dmarc", "p = 'block' is not a DMARC value", "'reject'",
+      "none, quarantine, reject"]),
+    ("dmarc-pct-removed", lambda p: p.append("production.py", 'dmarc = {"p": "quarantine", "pct": "50"}'),
+     ["group_data/production.py", "dmarc", "tag 'pct' is not allowed", "DMARCbis", "t = 'y'"]),
+    ("dmarc-ri-removed", lambda p: p.append("production.py", 'dmarc = {"ri": "86400"}'),
+     ["group_data/production.py", "dmarc", "tag 'ri' is not allowed", "DMARCbis", "remove it"]),
+    ("dmarc-rf-removed", lambda p: p.append("production.py", 'dmarc = {"rf": "afrf"}'),
+     ["group_data/production.py", "dmarc", "tag 'rf' is not allowed", "DMARCbis"]),
+    ("bad-mta-sts-mode", lambda p: p.append("production.py", 'mta_sts_mode = "enforcing"'),
+     ["group_data/production.py", "mta_sts_mode", "'enforcing' is not allowed", "did you mean 'enforce'?",
+      "write mta_sts_mode = 'enforce'"]),
+    ("bad-sha256", lambda p: p.append("all.py", 'opensmtpd = {"source": "upstream", "sha256": "abc123",'
+                                                ' "upstream_url": "https://example.org/x.tar.gz"}'),
+     ["group_data/all.py", "opensmtpd.sha256", "'abc123' is not a sha256 digest",
+      "write sha256 = '<64 hex digits from sha256sum>'"]),
+    ("missing-admin-email", lambda p: p.files.update({"all.py": _drop(p.files["all.py"], "admin_email")}),
+     ["admin_email", "is missing", "write admin_email = 'postmaster@example.org'"]),
+    ("invalid-admin-email", lambda p: p.append("production.py", 'admin_email = "postmaster at example.org"'),
+     ["group_data/production.py", "admin_email", "'postmaster at example.org' is not an email address",
+      "write admin_email = 'postmaster@example.org'"]),
+    ("admin-email-undeliverable", lambda p: p.append("production.py", 'admin_email = "reports@example.org"'),
+     ["group_data/production.py", "admin_email", "'reports@example.org'", "neither a mailbox nor an alias",
+      "add a user or an alias"]),
+    ("hosts-disagree", lambda p: p.host("trap1.example.org", dns_ttl=600),
+     ["host data of trap1.example.org in inventory.py", "dns_ttl", "hosts of environment 'production' disagree",
+      "mx1.example.org gets 3600 from the default", "trap1.example.org gets 600 from host data",
+      "set it once in group_data/production.py"]),
+    ("roles-in-group-data", lambda p: p.append("production.py", 'roles = ["mailservers"]'),
+     ["group_data/production.py", "roles", "come from the host's groups in inventory.py"]),
+    ("host-in-two-environments", lambda p: (
+        p.files.update({"staging.py": 'environment = "staging"\n'}),
+        p.groups.update(staging=["mx1.example.org"]),
+    ), ["inventory.py", "mx1.example.org is in the groups of two environments",
+        "keep staging and production host lists disjoint"]),
+    ("group-data-file-typo", lambda p: p.files.update({"prodution.py": 'dkim_rsa_bits = 4096\n'}),
+     ["group_data/prodution.py", "applies to no host", "did you mean group_data/production.py?"]),
+    ("group-data-syntax-error", lambda p: p.append("production.py", "domains = [\"example.org\""),
+     ["group_data/production.py", "syntax error", "fix the file"]),
+    ("env-without-mailserver", lambda p: p.groups.update(
+        mailservers=[], production=["trap1.example.org", "trap3.example.org"]),
+     ["inventory.py", "environment 'production' has no host in the mailservers group"]),
+]
+
+
+@pytest.mark.parametrize("case_id, breaker, expected", CASES, ids=[c[0] for c in CASES])
+def test_malformed_settings_are_rejected_with_an_actionable_message(tmp_path, case_id, breaker, expected):
+    project = Project(tmp_path)
+    breaker(project)
+    message = project.error()
+    for part in expected:
+        assert part in message, f"{case_id}: {part!r} missing from:\n{message}"
+    # every problem line names a file (or inventory.py) before the field
+    lines = [line.strip() for line in message.splitlines()[1:]]
+    assert lines and all(".py" in line.split(": ")[0] or "inventory" in line.split(": ")[0] for line in lines), message
+
+
+def test_cases_are_many_and_distinct():
+    assert len(CASES) >= 20
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_plaintext_and_inline_secrets_are_never_echoed(tmp_path):
+    project = Project(tmp_path)
+    project.append("production.py", 'users = [{"address": "alice@example.org", "password": "hunter2"},'
+                                     ' {"address": "bob@example.net", "password_hash": "s3cr3t-plain"}]')
+    project.append("all.py", 'dns = {"provider": "cloudflare", "api_token": "cf-SECRET-123"}')
+    message = project.error()
+    for secret in ("hunter2", "s3cr3t-plain", "cf-SECRET-123"):
+        assert secret not in message
+    assert "users[0].password" in message and "users[1].password_hash" in message and "dns.api_token" in message
+
+
+def test_all_problems_reported_at_once_and_merged_across_hosts(tmp_path):
+    project = Project(tmp_path)
+    project.append("all.py", "dkim_rsa_bits = 1024")
+    project.host("mx1.example.org", ipv4="2001:db8:51::10")
+    message = project.error()
+    assert message.splitlines()[0].startswith("2 problems")
+    # one line for the group_data problem, naming every affected host
+    dkim = [line for line in message.splitlines() if "dkim_rsa_bits" in line]
+    assert len(dkim) == 1 and "mx1.example.org" in dkim[0] and "trap3.example.org" in dkim[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Good cases
+
+
+def test_valid_project_builds_every_host(tmp_path):
+    settings = Project(tmp_path).check()
+    assert sorted(settings) == ["mx1.example.org", "trap1.example.org", "trap3.example.org"]
+    mx1 = settings["mx1.example.org"]
+    assert mx1.is_mailserver and not mx1.is_spamtrap and mx1.roles == ("mailservers",)
+    assert mx1.environment == "production" and mx1.primary_domain == "example.org"
+    assert mx1.ipv4 == IPv4Address("198.51.100.10")
+    assert mx1.mailbox_addresses == ["alice@example.org", "bob@example.net"]
+    assert mx1.users[0].quota_bytes == 2 * 1024**3
+    # defaults derived from admin_email
+    assert mx1.tls.acme_email == "postmaster@example.org" and mx1.tls_rpt_email == "postmaster@example.org"
+    assert mx1.dmarc_record == "v=DMARC1; p=reject; np=reject; adkim=s; aspf=s; rua=mailto:postmaster@example.org"
+    # postmaster@/abuse@ of every domain reach the admin unless defined
+    assert mx1.effective_aliases["abuse@example.net"] == ["postmaster@example.org"]
+    assert mx1.effective_aliases["postmaster@example.org"] == ["alice@example.org"]
+    trap = settings["trap1.example.org"]
+    assert trap.is_spamtrap and trap.spamtrap_position == "first"
+    with pytest.raises(Exception):
+        mx1.fqdn = "other.example.org"  # frozen
+
+
+def test_later_groups_override_earlier_and_host_data_wins(tmp_path):
+    project = Project(tmp_path)
+    project.append("mailservers.py", "unattended_upgrades = False\nchrony_set_clock = False")
+    project.append("production.py", "unattended_upgrades = True")  # production comes later: wins
+    project.host("mx1.example.org", chrony_set_clock=True)  # host data: highest
+    s = project.check()["mx1.example.org"]
+    assert s.unattended_upgrades is True and s.chrony_set_clock is True
+    assert project.check()["trap1.example.org"].unattended_upgrades is True
+
+
+def test_pyinfra_keys_helpers_and_private_names_are_ignored(tmp_path):
+    project = Project(tmp_path)
+    project.append("production.py", "import os\nfrom pathlib import Path\n_private = 1\n"
+                                    "def _helper():\n    return 1\n")
+    project.host("mx1.example.org", ssh_user="root", ssh_port=2222, _sudo=True, winrm_port=1,
+                 docker_identifier="x", local_x=1)
+    assert project.check()["mx1.example.org"].fqdn == "mx1.example.org"
+
+
+def test_mx_preferences_and_environment_view(tmp_path):
+    hosts = list(Project(tmp_path).check().values())
+    env = EnvironmentSettings.from_hosts(hosts)
+    assert [(m.preference, m.host) for m in env.mx] == [
+        (10, "trap1.example.org"), (20, "mx1.example.org"), (30, "trap3.example.org")]
+    assert [h.fqdn for h in env.sending_hosts] == ["mx1.example.org"]
+    assert [h.fqdn for h in env.mail_hosts] == ["mx1.example.org"]
+    assert {(t.fqdn, t.position) for t in env.spamtraps} == {("trap1.example.org", "first"),
+                                                             ("trap3.example.org", "last")}
+    assert env.domains == ["example.org", "example.net"] and env.dns.provider == "powerdns"
+    assert "mx: trap3.example.org\r\n" in env.mta_sts_policy and env.mta_sts_policy.endswith("max_age: 604800\r\n")
+    assert env.tls_rpt_record == "v=TLSRPTv1; rua=mailto:postmaster@example.org"
+
+
+def test_mta_sts_id_changes_with_the_policy(tmp_path):
+    project = Project(tmp_path)
+    a = EnvironmentSettings.from_hosts(list(project.check().values()))
+    project.append("production.py", 'mta_sts_mode = "testing"')
+    b = EnvironmentSettings.from_hosts(list(project.check().values()))
+    assert a.mta_sts_id != b.mta_sts_id and len(a.mta_sts_id) == 20
+    assert a.mta_sts_id == EnvironmentSettings.from_hosts(list(Project(tmp_path / "x").check().values())).mta_sts_id
+
+
+def test_from_hosts_rejects_disagreeing_hosts_directly(tmp_path):
+    hosts = Project(tmp_path).check()
+    other = Project(tmp_path / "other")
+    other.append("production.py", 'dns_ttl = 600')
+    mixed = [hosts["mx1.example.org"], other.check()["trap1.example.org"]]
+    with pytest.raises(SettingsError, match="dns_ttl: hosts of environment 'production' disagree"):
+        EnvironmentSettings.from_hosts(mixed)
+
+
+def test_repository_group_data_validates(tmp_path):
+    """The repo's own group_data/ with one mail host per environment and traps."""
+    (tmp_path / "group_data").mkdir()
+    for f in (REPO / "group_data").glob("*.py"):
+        shutil.copy(f, tmp_path / "group_data" / f.name)
+    groups = {
+        "mailservers": [("mail.example.org", {"ipv4": "198.51.100.10", "ipv6": "2001:db8:51::10"}),
+                        ("mail.staging.example.org", {"ipv4": "198.51.100.11"})],
+        "spamtraps": [("mx1.example.org", {"ipv4": "198.51.100.20", "spamtrap_position": "first"}),
+                      ("mx3.example.org", {"ipv4": "198.51.100.30", "spamtrap_position": "last"})],
+        "staging": ["mail.staging.example.org"],
+        "production": ["mail.example.org", "mx1.example.org", "mx3.example.org"],
+    }
+    settings = check(groups, base_dir=tmp_path)
+    assert settings["mail.example.org"].environment == "production"
+    assert settings["mail.staging.example.org"].environment == "staging"
+    prod = EnvironmentSettings.from_hosts([s for s in settings.values() if s.environment == "production"])
+    assert [m.preference for m in prod.mx] == [10, 20, 30]
+
+
+def test_repository_inventory_runs_check():
+    """The repo's inventory.py validates when pyinfra would load it (no hosts configured: nothing to do)."""
+    proc = subprocess.run([sys.executable, "-c", "import runpy; runpy.run_path('inventory.py')"], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "MAILSTEAD_INVENTORY": ""})
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_load_environment_runs_the_inventory_like_pyinfra(tmp_path):
+    project = Project(tmp_path)
+    project.write()
+    (tmp_path / "inventory.py").write_text(
+        "from mailstead.inventory import check\n"
+        f"_groups = {project.groups!r}\n"
+        "check(_groups)\n"
+        "mailservers = _groups['mailservers']\nspamtraps = _groups['spamtraps']\n"
+        "production = _groups['production']\n"
+    )
+    hosts = load_environment("production", str(tmp_path / "inventory.py"))
+    assert sorted(h.fqdn for h in hosts) == ["mx1.example.org", "trap1.example.org", "trap3.example.org"]
+    with pytest.raises(SettingsError, match="no host has environment 'staging'; known environments: production"):
+        load_environment("staging", str(tmp_path / "inventory.py"))
+
+
+def test_from_host_names_the_group_data_file(tmp_path):
+    """Settings.from_host on pyinfra's own inventory objects (an inventory that does not call check)."""
+    from pyinfra.api import State
+    from pyinfra.context import ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    project = Project(tmp_path)
+    project.write()
+    (tmp_path / "inventory.py").write_text("".join(f"{k} = {v!r}\n" for k, v in project.groups.items()))
+    ctx_state.set(State())
+    inventory = make_inventory(str(tmp_path / "inventory.py"), cwd=str(tmp_path))
+    good = {h.name: Settings.from_host(h) for h in inventory}
+    assert good["trap3.example.org"].spamtrap_position == "last"
+    assert good["mx1.example.org"].roles == ("mailservers",)
+
+    project.append("production.py", "dkim_rsa_bits = 1024")
+    project.write()
+    from pyinfra_cli.util import PYTHON_CODES
+
+    PYTHON_CODES.clear()  # pyinfra caches compiled files by name
+    inventory = make_inventory(str(tmp_path / "inventory.py"), cwd=str(tmp_path))
+    with pytest.raises(SettingsError) as exc:
+        Settings.from_host(inventory.get_host("mx1.example.org"))
+    assert "group_data/production.py: dkim_rsa_bits: 1024 is a weak DKIM key" in str(exc.value)
+
+
+def test_settings_reference_covers_every_field():
+    text = settings_reference_markdown()
+    for name in Settings.model_fields:
+        if name not in ("roles", "groups"):
+            assert f"`{name}`" in text, name
+    assert "| `dkim_rsa_bits` | int | `2048` |" in text
+    assert "`dns.api_url`" in text and "`opensmtpd.sha256`" in text and "`users[]`" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# hash-password
+
+
+def test_hash_password_round_trip_and_strength():
+    h = hash_password("pässwörd 1")
+    assert h.startswith("{BLF-CRYPT}$2b$12$")
+    assert verify_password("pässwörd 1", h) and not verify_password("pässwörd 2", h)
+    # the hash is accepted by the settings model
+    User = Settings.model_fields["users"].annotation.__args__[0]
+    assert User(address="a@example.org", password_hash=h).password_hash == h
+
+
+def test_hash_password_cli_reads_stdin_and_prints_only_the_hash():
+    proc = subprocess.run([sys.executable, "-m", "mailstead", "hash-password"], input="s3cret pw\n",
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.strip()
+    assert out.count("\n") == 0 and "s3cret" not in proc.stdout + proc.stderr
+    assert verify_password("s3cret pw", out)  # the newline is not part of the password
+    assert not verify_password("s3cret pw\n", out)
+
+
+# --------------------------------------------------------------------------------------------------
+# The real pyinfra CLI: the message, a non-zero exit, and no connection to any host
+
+
+class ConnectionCounter:
+    """A TCP listener on 127.0.0.1 that counts accepted connections (stands in for the hosts' SSH)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.count += 1
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture
+def listener():
+    counter = ConnectionCounter()
+    yield counter
+    counter.close()
+
+
+def _pyinfra_cmd() -> list[str]:
+    exe = Path(sys.executable).with_name("pyinfra")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pyinfra"]
+
+
+def run_pyinfra(project: Project, port: int) -> subprocess.CompletedProcess:
+    project.write()
+    groups = {}
+    for name, hosts in project.groups.items():
+        out = []
+        for item in hosts:
+            if isinstance(item, tuple):
+                out.append((item[0], {**item[1], "ssh_hostname": "127.0.0.1", "ssh_port": port,
+                                      "ssh_connect_retries": 0}))
+            else:
+                out.append(item)
+        groups[name] = out
+    (project.root / "inventory.py").write_text(
+        "from mailstead.inventory import check\n"
+        + "".join(f"{k} = {v!r}\n" for k, v in groups.items())
+        + "check(dict(globals()))\n"
+    )
+    (project.root / "deploy.py").write_text(
+        "from pyinfra.operations import server\nserver.shell(name='touch', commands=['true'])\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(_pyinfra_cmd() + ["-y", "inventory.py", "deploy.py"], cwd=project.root,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+CLI_CASES = ["plaintext-password", "alias-loop-2", "unknown-dns-provider", "ipv4-given-ipv6",
+             "hosts-disagree", "dmarc-pct-removed", "group-data-syntax-error"]
+
+
+@pytest.mark.parametrize("case_id", CLI_CASES)
+def test_pyinfra_cli_stops_before_connecting(tmp_path, listener, case_id):
+    _, breaker, expected = next(c for c in CASES if c[0] == case_id)
+    project = Project(tmp_path)
+    breaker(project)
+    proc = run_pyinfra(project, listener.port)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    for part in expected:
+        assert part in output, f"{part!r} missing from:\n{output}"
+    assert "Invalid mailstead settings" in output
+    assert "Traceback" not in output and "Connecting to hosts" not in output, output
+    assert listener.count == 0, f"{listener.count} connection(s) were made:\n{output}"
+
+
+def test_pyinfra_cli_connects_when_settings_are_valid(tmp_path, listener):
+    """The control case: with valid settings pyinfra does go on to connect (so the counter can see it)."""
+    proc = run_pyinfra(Project(tmp_path), listener.port)
+    output = proc.stdout + proc.stderr
+    assert "Connecting to hosts" in output, output
+    assert "Invalid mailstead settings" not in output
+    assert listener.count >= 1, output
