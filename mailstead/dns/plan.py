@@ -305,6 +305,5 @@ def apply(plan: Plan, provider) -> int:
 
 
 def _normalise(state: dict) -> dict:
-    return json.loads(json.dumps({f"{n} {t}": v for (n, t), v in state.items()})) and {
-        k: json.loads(json.dumps(v)) for k, v in state.items()
-    }
+    """The state as load_state() would read it back (JSON types)."""
+    return {k: json.loads(json.dumps(v)) for k, v in state.items()}
