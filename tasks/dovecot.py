@@ -1,0 +1,84 @@
+"""Dovecot 2.4: IMAP (993), LMTP for OpenSMTPD, SMTP AUTH socket, Sieve + ManageSieve (4190), quota, flatcurve.
+
+One dovecot.conf written from scratch (Debian's conf.d is not included) and checked with
+``doveconf -n -c <staged>`` before it replaces the live one; the users file is Dovecot's passwd-file.
+
+Files on the host:
+  /etc/dovecot/dovecot.conf     the whole configuration (files/dovecot/dovecot.conf.j2)
+  /etc/dovecot/users            passwd-file: address, password hash, per-user quota (0640 root:dovecot)
+  /var/vmail/<domain>/<user>/   home: Maildir/, sieve/, .dovecot.sieve, flatcurve index under Maildir
+Sockets: /run/dovecot/lmtp (vmail 0600, for smtpd's LMTP delivery), /run/dovecot/auth-smtpd
+(<smtpd user> 0600, for table-dovecot). Ports: 993 (IMAPS), 4190 (ManageSieve, STARTTLS);
+143 only with ``deploy(..., imap_starttls=True)`` (STARTTLS; a settings field for it is still to come).
+"""
+
+from __future__ import annotations
+
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from tasks import opensmtpd, tls
+from tasks.common import checked_file, enable_and_start, render
+
+PACKAGES = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve", "dovecot-managesieved",
+            "dovecot-flatcurve"]
+CONFIG = "/etc/dovecot/dovecot.conf"
+USERS_FILE = "/etc/dovecot/users"
+
+
+def _quota(q: str | None) -> str | None:
+    return q  # '2G', '500M': Dovecot's size syntax accepts these as they are
+
+
+def users_file(settings) -> str:
+    lines = []
+    for u in settings.users:
+        extra = f"userdb_quota_storage_size={_quota(u.quota)}" if u.quota else ""
+        lines.append(f"{u.address}:{u.password_hash}::::::{extra}\n")
+    return "".join(lines)
+
+
+def dovecot_conf(settings, extra_settings: list[str] | None = None, imap_starttls: bool = False) -> str:
+    return render(
+        "dovecot/dovecot.conf.j2",
+        listen="*, ::",
+        fqdn=settings.fqdn,
+        postmaster=settings.admin_email,
+        extra_settings=list(extra_settings or []),
+        tls_cert=tls.CERT_PATH,
+        tls_key=tls.KEY_PATH,
+        users_file=USERS_FILE,
+        vmail_user=opensmtpd.VMAIL_USER,
+        vmail_dir=opensmtpd.VMAIL_DIR,
+        smtpd_user=opensmtpd.smtpd_user(settings),
+        imap_starttls=imap_starttls,
+    )
+
+
+def deploy(settings, extra_settings: list[str] | None = None, imap_starttls: bool = False) -> None:
+    """``extra_settings``: raw dovecot.conf lines appended by other stages (e.g. IMAPSieve spam learning).
+    ``imap_starttls``: also listen on 143 (STARTTLS; plaintext AUTH stays refused)."""
+    packages = apt.packages(name="Dovecot 2.4 (IMAP, LMTP, Sieve, ManageSieve, flatcurve)", packages=PACKAGES,
+                            no_recommends=True)
+    # users/groups the config names must exist before doveconf checks it (opensmtpd.deploy creates them too)
+    server.group(name="virtual mail group", group=opensmtpd.VMAIL_USER, system=True)
+    server.user(name="virtual mail user", user=opensmtpd.VMAIL_USER, system=True, group=opensmtpd.VMAIL_USER,
+                home=opensmtpd.VMAIL_DIR, shell="/usr/sbin/nologin", ensure_home=False)
+
+    users = checked_file(name="Dovecot users (passwd-file)", dest=USERS_FILE, content=users_file(settings),
+                         mode="640", user="root", group="dovecot")
+    conf = checked_file(
+        name="dovecot.conf (checked with doveconf -n)",
+        dest=CONFIG,
+        content=dovecot_conf(settings, extra_settings, imap_starttls=imap_starttls),
+        check="doveconf -n -c {staged} >/dev/null",
+        mode="644",
+        user="root",
+        group="root",
+    )
+    enable_and_start("dovecot")
+    systemd.service(name="Restart Dovecot after a change", service="dovecot", restarted=True,
+                    _if=any_changed(conf, packages, *tls.changed_ops()))
+    # a users-file change needs no restart: passwd-file is re-read when it changes; flush the auth cache
+    server.shell(name="Flush Dovecot's auth cache after a users change", commands=["doveadm auth cache flush"],
+                 _if=lambda: users.did_change() and not conf.did_change())

@@ -1,0 +1,272 @@
+"""OpenSMTPD: a pinned release built from verified source (or Debian's package), smtpd.conf from settings.
+
+Stages: install (build deps, users, fetch + verify + build only when version/options changed) → configure
+(tables, smtpd.conf, table-dovecot, unit) → validate (``smtpd -n -f`` on the staged file) → activate
+(restart only on change; table-only changes are reloaded with ``smtpctl update table``).
+
+Files on the host (source build):
+  /opt/opensmtpd/{sbin/smtpd,sbin/smtpctl,libexec/opensmtpd/*}   the build (prefix), stamp .mailstead-build
+  /opt/opensmtpd/libexec/opensmtpd/table-dovecot                  SMTP AUTH through Dovecot (see that file)
+  /etc/opensmtpd/smtpd.conf                                       config (package: /etc/smtpd.conf)
+  /etc/mailstead/smtpd/{domains,virtuals,recipients,sendermap,aliases}      tables
+  /etc/systemd/system/opensmtpd.service                           unit (ExecStartPre=smtpd -n)
+  /var/spool/smtpd                                                queue
+Ports: 25 (STARTTLS, no AUTH), 465 (implicit TLS + AUTH), 587 (STARTTLS required + AUTH).
+
+Hook for filtering/DKIM (later work): ``deploy(settings, filters=[SmtpdFilter(...)])``; deploy.py computes
+the list with a pure function of the filtering task (no operations) so smtpd.conf is rendered once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass
+
+from pyinfra import host
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from tasks import tls
+from tasks.common import checked_file, enable_and_start, render
+
+PREFIX = "/opt/opensmtpd"
+STAMP = f"{PREFIX}/.mailstead-build"
+TABLES_DIR = "/etc/mailstead/smtpd"
+LMTP_SOCKET = "/run/dovecot/lmtp"
+DOVECOT_AUTH_SOCKET = "/run/dovecot/auth-smtpd"
+VMAIL_USER = "vmail"
+VMAIL_DIR = "/var/vmail"
+# table file → its name in smtpd.conf
+TABLE_NAMES = {"domains": "domains", "virtuals": "virtuals", "recipients": "recipients", "sendermap": "sendermap", "aliases": "localaliases"}
+BUILD_SCRIPT = "/usr/local/lib/mailstead/build-opensmtpd.sh"
+
+BUILD_PACKAGES = [
+    "build-essential", "bison", "autoconf", "automake", "libtool", "pkgconf",
+    "libevent-dev", "libssl-dev", "libpam0g-dev", "libcrypt-dev", "zlib1g-dev",
+    "ca-certificates", "python3",
+]
+
+BASE_CONFIGURE = [
+    f"--prefix={PREFIX}",
+    "--sysconfdir=/etc/opensmtpd",
+    "--with-path-queue=/var/spool/smtpd",
+    "--with-path-empty=/var/empty",
+    "--with-path-socket=/run",
+    "--with-path-pidfile=/run",
+    "--with-user-smtpd=_smtpd",
+    "--with-user-queue=_smtpq",
+    "--with-group-queue=_smtpq",
+]
+
+
+@dataclass(frozen=True)
+class SmtpdFilter:
+    """One smtpd filter: ``filter "<name>" <definition>``, on the inbound (25) and/or submission listeners.
+    Example: SmtpdFilter("rspamd", 'proc-exec "/usr/libexec/opensmtpd/filter-rspamd"')."""
+
+    name: str
+    definition: str
+    inbound: bool = True
+    submission: bool = True
+
+
+@dataclass(frozen=True)
+class Layout:
+    smtpd: str
+    smtpctl: str
+    config: str
+    libexec: str
+    user: str
+    queue_user: str
+    service: str = "opensmtpd"
+
+
+def layout(settings) -> Layout:
+    if settings.opensmtpd.source == "package":
+        return Layout("/usr/sbin/smtpd", "/usr/sbin/smtpctl", "/etc/smtpd.conf", "/usr/libexec/opensmtpd",
+                      "opensmtpd", "opensmtpq")
+    return Layout(f"{PREFIX}/sbin/smtpd", f"{PREFIX}/sbin/smtpctl", "/etc/opensmtpd/smtpd.conf",
+                  f"{PREFIX}/libexec/opensmtpd", "_smtpd", "_smtpq")
+
+
+def smtpd_user(settings) -> str:
+    """The user smtpd's proc tables and filters run as (Dovecot's auth-smtpd listener group)."""
+    return layout(settings).user
+
+
+def configure_options(settings) -> list[str]:
+    return BASE_CONFIGURE + list(settings.opensmtpd.configure_options)
+
+
+def build_stamp(settings) -> str:
+    o = settings.opensmtpd
+    opts = hashlib.sha256("\0".join(configure_options(settings)).encode()).hexdigest()[:16]
+    return f"opensmtpd {o.version} source={o.source} sha256={o.sha256 or 'signed-index:' + o.debian_suite} options={opts}"
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _owned_senders(settings) -> dict[str, list[str]]:
+    """login → addresses it may use in MAIL FROM: its own, plus alias addresses whose targets include it."""
+    out: dict[str, list[str]] = {u.address: [u.address] for u in settings.users}
+    for source, targets in settings.effective_aliases.items():
+        if source.startswith("@"):
+            continue
+        for t in targets:
+            if t in out and source not in out[t]:
+                out[t].append(source)
+    return out
+
+
+def tables(settings) -> dict[str, str]:
+    boxes = {u.address for u in settings.users}
+    virt = [f"{a} {VMAIL_USER}" for a in sorted(boxes)]
+    catchall = []
+    for source, targets in sorted(settings.effective_aliases.items()):
+        line = f"{source} {', '.join(targets)}"
+        (catchall if source.startswith("@") else virt).append(line)
+    recipients = sorted(boxes | set(settings.effective_aliases))
+    senders = [f"{login} {', '.join(addrs)}" for login, addrs in sorted(_owned_senders(settings).items())]
+    local_aliases = [f"{name}: {settings.admin_email}" for name in
+                     ("root", "postmaster", "abuse", "mailer-daemon", "nobody", "hostmaster", "webmaster")]
+    head = "# Managed by mailstead (tasks/opensmtpd.py)\n"
+    return {
+        "domains": head + "".join(f"{d}\n" for d in settings.domains),
+        "virtuals": head + "".join(f"{line}\n" for line in virt + catchall),
+        "recipients": head + "".join(f"{a}\n" for a in recipients),
+        "sendermap": head + "".join(f"{line}\n" for line in senders),
+        "aliases": head + "".join(f"{line}\n" for line in local_aliases),
+    }
+
+
+def listen_addresses(settings) -> list[str]:
+    return ["0.0.0.0", "::"]
+
+
+def smtpd_conf(settings, filters=()) -> str:
+    lay = layout(settings)
+    filters = list(filters)
+    chains, inbound_chain, submission_chain = [], None, None
+    for kind in ("inbound", "submission"):
+        members = [f.name for f in filters if getattr(f, kind)]
+        name = None
+        if len(members) == 1:
+            name = members[0]
+        elif members:
+            name = f"{kind}-chain"
+            chains.append((name, members))
+        if kind == "inbound":
+            inbound_chain = name
+        else:
+            submission_chain = name
+    return render(
+        "opensmtpd/smtpd.conf.j2",
+        version=settings.opensmtpd.version if settings.opensmtpd.source != "package" else "(Debian package)",
+        fqdn=settings.fqdn,
+        tls_cert=tls.CERT_PATH,
+        tls_key=tls.KEY_PATH,
+        tables_dir=TABLES_DIR,
+        dovecot_auth_socket=DOVECOT_AUTH_SOCKET,
+        filters=filters,
+        chains=chains,
+        inbound_chain=inbound_chain,
+        submission_chain=submission_chain,
+        listen_addresses=listen_addresses(settings),
+        vmail_user=VMAIL_USER,
+        lmtp_socket=LMTP_SOCKET,
+        smtpd=lay.smtpd,
+    )
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+def _users(lay: Layout) -> None:
+    server.group(name="smtpd queue group", group=lay.queue_user, system=True)
+    server.user(name="smtpd unprivileged user", user=lay.user, system=True, group="nogroup",
+                home="/var/empty", shell="/usr/sbin/nologin", ensure_home=False)
+    server.user(name="smtpd queue user", user=lay.queue_user, system=True, group=lay.queue_user,
+                home="/var/empty", shell="/usr/sbin/nologin", ensure_home=False)
+    server.group(name="virtual mail group", group=VMAIL_USER, system=True)
+    server.user(name="virtual mail user", user=VMAIL_USER, system=True, group=VMAIL_USER, home=VMAIL_DIR,
+                shell="/usr/sbin/nologin", ensure_home=False)
+    files.directory(name="virtual mail directory", path=VMAIL_DIR, user=VMAIL_USER, group=VMAIL_USER,
+                    mode="750")
+
+
+def _install_source(settings, lay: Layout) -> list:
+    o = settings.opensmtpd
+    apt.packages(name="OpenSMTPD build dependencies", packages=BUILD_PACKAGES, no_recommends=True)
+    apt.packages(name="Debian's opensmtpd package is not used with a source build",
+                 packages=["opensmtpd"], present=False)
+    files.directory(name="/var/empty (smtpd chroot)", path="/var/empty", user="root", group="root", mode="755")
+    script = files.put(name="OpenSMTPD build script", src=str(tls.PROJECT_DIR / "files/opensmtpd/build-opensmtpd.sh"),
+                       dest=BUILD_SCRIPT, mode="755", user="root", group="root")
+    want = build_stamp(settings)
+    have = host.get_fact(FileContents, path=STAMP)
+    ops = []
+    if not have or have[0].strip() != want:
+        args = [BUILD_SCRIPT, o.source, o.version, o.sha256 or "", STAMP, want, o.debian_suite,
+                o.upstream_url or "", "--", *configure_options(settings)]
+        ops.append(server.shell(name=f"Fetch, verify, build and install OpenSMTPD {o.version}",
+                                commands=[" ".join(shlex.quote(a) for a in args)]))
+    else:
+        host.noop(f"OpenSMTPD {o.version} already built with these options")
+    ops.append(files.put(name="table-dovecot (SMTP AUTH via Dovecot)",
+                         src=str(tls.PROJECT_DIR / "files/opensmtpd/table-dovecot"),
+                         dest=f"{lay.libexec}/table-dovecot", mode="755", user="root", group="root"))
+    ops.append(files.put(name="opensmtpd.service", src=_unit(settings, lay),
+                         dest="/etc/systemd/system/opensmtpd.service", mode="644"))
+    return ops
+
+
+def _unit(settings, lay: Layout):
+    from io import BytesIO
+
+    return BytesIO(render("opensmtpd/opensmtpd.service.j2", version=settings.opensmtpd.version, prefix=PREFIX,
+                          smtpd=lay.smtpd, config=lay.config).encode())
+
+
+def _install_package(settings, lay: Layout) -> list:
+    files.file(name="no mailstead-built opensmtpd unit with the package", path="/etc/systemd/system/opensmtpd.service",
+               present=False)
+    ops = [apt.packages(name="Debian's opensmtpd", packages=["opensmtpd", "python3"], no_recommends=True)]
+    ops.append(files.put(name="table-dovecot (SMTP AUTH via Dovecot)",
+                         src=str(tls.PROJECT_DIR / "files/opensmtpd/table-dovecot"),
+                         dest=f"{lay.libexec}/table-dovecot", mode="755", user="root", group="root"))
+    return ops
+
+
+def deploy(settings, filters=()) -> None:
+    lay = layout(settings)
+    _users(lay)
+    if settings.opensmtpd.source == "package":
+        install_ops = _install_package(settings, lay)
+    else:
+        install_ops = _install_source(settings, lay)
+    systemd.daemon_reload(name="systemd daemon-reload (opensmtpd unit)", _if=any_changed(*install_ops))
+
+    files.directory(name="smtpd tables directory", path=TABLES_DIR, user="root", group="root", mode="755")
+    table_ops = []
+    for name, content in tables(settings).items():
+        table_ops.append(checked_file(name=f"smtpd table {name}", dest=f"{TABLES_DIR}/{name}", content=content,
+                                      mode="644"))
+    conf = checked_file(
+        name="smtpd.conf (checked with smtpd -n)",
+        dest=lay.config,
+        content=smtpd_conf(settings, filters),
+        check=f"{lay.smtpd} -n -f {{staged}} >/dev/null",
+        mode="644",
+    )
+    restart_on = [conf, *install_ops, *tls.changed_ops()]
+    enable_and_start(lay.service)
+    systemd.service(name="Restart OpenSMTPD after a change", service=lay.service, restarted=True,
+                    _if=any_changed(*restart_on))
+    # table-only changes: reload the tables in place (no restart, sessions and queue runners keep going)
+    for name, op in zip(tables(settings), table_ops):
+        table = TABLE_NAMES[name]
+        server.shell(name=f"Reload smtpd table {table}", commands=[f"{lay.smtpctl} update table {table}"],
+                     _if=lambda op=op: op.did_change() and not any(o.did_change() for o in restart_on))
