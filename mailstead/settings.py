@@ -1395,8 +1395,13 @@ def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
     text = text or str(annotation)
     text = re.sub(r"typing\.|ipaddress\.|mailstead\.settings\.|<class '|'>", "", text)
-    return text.replace("Annotated[int, Strict(strict=True)]", "int").replace(
+    text = text.replace("Annotated[int, Strict(strict=True)]", "int").replace(
         "Annotated[bool, Strict(strict=True)]", "bool")
+    m = re.fullmatch(r"Optional\[(.*)\]", text)
+    if m:
+        text = m.group(1) + " | None"
+    text = re.sub(r"Literal\[([^\]]*)\]", lambda mm: " | ".join(x.strip() for x in mm.group(1).split(",")), text)
+    return text
 
 
 def settings_reference_markdown() -> str:
@@ -1416,6 +1421,10 @@ def settings_reference_markdown() -> str:
             else:
                 d = f.get_default(call_default_factory=True)
                 default = "`" + _py(d).replace("|", "\\|") + "`"
+                if isinstance(d, BaseModel):
+                    default = "see below"
+                elif model is Settings and name == "dmarc":
+                    default = "see meaning"
             if model is Settings and name == "fqdn":
                 default = "inventory name"
             doc = " ".join((f.description or "").split()).replace("|", "\\|")

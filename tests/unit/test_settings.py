@@ -587,3 +587,88 @@ def test_pyinfra_cli_connects_when_settings_are_valid(tmp_path, listener):
     assert "Connecting to hosts" in output, output
     assert "Invalid mailstead settings" not in output
     assert listener.count >= 1, output
+
+
+# --------------------------------------------------------------------------------------------------
+# The lab's settings (tests/lab/group_data via mailstead/labdata.py) validate as well
+
+
+def _lab_topology():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_lab_topology", REPO / "tests" / "lab" / "topology.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lab_settings_validate(tmp_path, monkeypatch):
+    """What `labctl status --json` reports (built from the lab topology; the lab need not be up)."""
+    import mailstead.labdata as labdata
+
+    topo = _lab_topology()
+    fake_state = {
+        "state_dir": str(tmp_path),
+        "ssh_config": str(tmp_path / "ssh_config"),
+        "known_hosts": str(tmp_path / "known_hosts"),
+        "ssh_key": str(tmp_path / "id_ed25519"),
+        "hosts": [{"name": h.fqdn, "short": h.short, "roles": list(h.roles), "environment": h.environment,
+                   "spamtrap_position": h.spamtrap_position, "ipv4": h.ipv4, "ipv6": h.ipv6, "running": True}
+                  for h in topo.HOSTS],
+        "domains": [{"domain": d.domain, "environment": d.environment,
+                     "users": [{"address": a, "password": f"pw-{a}"} for a in d.addresses]} for d in topo.DOMAINS],
+        "pdns": {"api_url": topo.PDNS_API_URL, "api_key_file": str(tmp_path / "secrets" / "pdns-api-key")},
+        "gateway": {"ipv4": topo.GATEWAY_V4, "ipv6": topo.GATEWAY_V6},
+    }
+    monkeypatch.setattr(labdata, "state", lambda lab=None: fake_state)
+    settings = check(labdata.lab_groups(), base_dir=REPO)
+    prod = EnvironmentSettings.from_hosts([s for s in settings.values() if s.environment == "production"])
+    assert [(m.preference, m.host) for m in prod.mx] == [
+        (10, "trap1.production.test"), (20, "mail.production.test"), (30, "trap2.production.test")]
+    assert prod.domains == ["production.test"] and prod.dns.provider == "powerdns"
+    mail = settings["mail.production.test"]
+    assert mail.tls.mode == "lab" and mail.chrony_set_clock is False
+    assert mail.mailbox_addresses == ["alice@production.test", "bob@production.test"]
+
+
+def _hash_password_on_a_tty(answers: list[str]) -> tuple[int, str]:
+    """Run `python -m mailstead hash-password` on a pseudo-terminal, typing the answers at the prompts."""
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the pty is its controlling terminal
+        os.chdir(REPO)
+        os.execv(sys.executable, [sys.executable, "-m", "mailstead", "hash-password"])
+    out, pending, deadline = b"", list(answers), time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        while pending and out.count(b": ") > len(answers) - len(pending):
+            os.write(fd, pending.pop(0).encode() + b"\n")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_hash_password_prompts_twice_on_a_tty():
+    rc, out = _hash_password_on_a_tty(["tty secret 1", "tty secret 1"])
+    assert rc == 0, out
+    assert "Password: " in out and "Again: " in out and "tty secret" not in out  # no echo
+    hashes = [w for w in out.split() if w.startswith("{BLF-CRYPT}")]
+    assert len(hashes) == 1 and verify_password("tty secret 1", hashes[0])
+
+
+def test_hash_password_refuses_differing_tty_answers():
+    rc, out = _hash_password_on_a_tty(["one", "two"])
+    assert rc != 0 and "differ" in out and "{BLF-CRYPT}" not in out
