@@ -258,7 +258,8 @@ class Machines:
                      "--capability=CAP_NET_ADMIN", "--resolv-conf=off", "--timezone=off",
                      "--link-journal=no", "--console=read-only"],
                     self.run_dir / f"console-{short}.log", preexec_fn=enter_cgroups,
-                    env={"PATH": PATH, "LANG": "C.UTF-8"})
+                    # /proc/sys/net writable: the host's own network namespace, so the deploy's sysctls apply.
+                    env={"PATH": PATH, "LANG": "C.UTF-8", "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"})
         return pid
 
     def exec_argv(self, short: str, cmd, env: dict | None = None) -> list[str]:
