@@ -1111,7 +1111,7 @@ def _example(model: Any, key: str) -> str:
         f = model.model_fields[key]
         if not f.is_required():
             default = f.get_default(call_default_factory=True)
-            if default not in (None, [], {}, ()):
+            if default not in (None, [], {}, ()) and not isinstance(default, BaseModel):
                 return _py(default)
     examples = {
         "environment": "'production'",
@@ -1127,8 +1127,32 @@ def _example(model: Any, key: str) -> str:
         "aliases": "{'info@example.org': ['alice@example.org']}",
         "dns": "{'provider': 'powerdns', 'api_url': 'http://ns1.example.org:8081', 'secret_file': 'dns-token'}",
         "dmarc": "{'p': 'reject'}",
+        "tls": "{'mode': 'acme'}",
+        "opensmtpd": "{'source': 'debian-archive'}",
+        "configure_options": "['--with-auth-pam=smtpd']",
+        "apt_mirror": "'<mirror URI>' (or None)",
+        "resolver_forwarders": "['198.51.100.1']",
+        "resolver_insecure_domains": "['test']",
+        "api_url": "'http://ns1.example.org:8081'",
+        "server": "'ns1.example.org'",
+        "tsig_key_name": "'mailstead'",
+        "zone": "'example.org'",
+        "secret_file": "'dns-token'",
+        "secret_env": "'MAILSTEAD_DNS_TOKEN'",
+        "upstream_url": "'https://.../opensmtpd-7.9.0p0.tar.gz'",
+        "sha256": "'<64 hex digits from sha256sum>'",
     }
-    return examples.get(key, "...")
+    return examples.get(key, "'...'")
+
+
+_ELEMENT_EXAMPLES = {
+    "users": "{'address': 'alice@example.org', 'password_hash': \"<output of python -m mailstead hash-password>\"}",
+    "domains": "'example.org'",
+    "ntp_servers": "'time.cloudflare.com'",
+    "resolver_forwarders": "'198.51.100.1'",
+    "resolver_insecure_domains": "'test'",
+    "configure_options": "'--with-auth-pam=smtpd'",
+}
 
 
 def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any, host: str) -> Issue:
@@ -1193,7 +1217,15 @@ def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any,
         word = etype[:-5].replace("_", " ")
     if word:
         shown = "(value not shown)" if key in ("password_hash",) or SECRETISH.search(key) else _show(value)
-        return Issue(label, path, f"{shown} is not {word}; write {key} = {_example(model, key)}", [host])
+        parent = str(loc[-2]) if len(loc) >= 2 else ""
+        if isinstance(loc[-1], int):  # an element of a list
+            fix = f"write each entry of {parent} as {_ELEMENT_EXAMPLES.get(parent, _example(None, parent))}"
+        elif parent in ("aliases", "dmarc") and len(loc) == 2:  # a value in a dict
+            example = "['alice@example.org']" if parent == "aliases" else "'...'"
+            fix = f"write {parent} = {{{key!r}: {example}}}"
+        else:
+            fix = f"write {key} = {_example(model, key)}"
+        return Issue(label, path, f"{shown} is not {word}; {fix}", [host])
     return Issue(label, path, f"{_show(value)}: {msg}; write {key} = {_example(model, key)}", [host])
 
 
@@ -1216,7 +1248,11 @@ def _unknown_key_message(model: Any, key: str, loc: tuple, value: Any) -> str:
     if model is Settings and key in ("domain", "mail_domain", "mail_domains"):
         close = ["domains"]
     if close:
-        return f"unknown key; did you mean {close[0]!r}? write {close[0]} = {_show(value)}"
+        target = model.model_fields[close[0]] if model is not None and close[0] in names else None
+        shown = _show(value)
+        if target is not None and isinstance(value, str) and "list" in str(target.annotation):
+            shown = _show([value])
+        return f"unknown key; did you mean {close[0]!r}? write {close[0]} = {shown}"
     return f"unknown key {key!r}; remove it (known keys: {', '.join(names)})"
 
 
