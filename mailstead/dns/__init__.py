@@ -14,7 +14,22 @@ from typing import Any, TextIO
 from mailstead.dns.plan import ApplyError, Plan, apply, make_plan
 from mailstead.dns.records import Record, _get, compute, zone_for_domain
 
-__all__ = ["desired_records", "zones", "stage", "Plan", "ApplyError", "Record"]
+__all__ = ["desired_records", "zones", "stage", "environment_for", "Plan", "ApplyError", "Record"]
+
+
+def environment_for(settings: Any):
+    """EnvironmentSettings of ``settings``' environment, from the inventory check pyinfra just ran
+    (all hosts of that environment); a single-host environment when no check result is available."""
+    from mailstead.settings import EnvironmentSettings
+
+    try:
+        from mailstead.inventory import last_check
+
+        result = last_check()
+    except ImportError:
+        result = None
+    hosts = [s for s in (result[0].values() if result else []) if s.environment == settings.environment]
+    return EnvironmentSettings.from_hosts(hosts or [settings])
 
 
 def zones(env: Any) -> list[str]:

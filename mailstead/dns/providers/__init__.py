@@ -26,6 +26,14 @@ def read_secret(dns_settings: Any, secrets_dir: str | os.PathLike) -> str:
             text = path.read_text()
         except OSError as exc:
             raise CredentialError(f"cannot read the DNS credential file {path}: {exc.strerror}") from None
+        if text.lstrip().startswith("{"):  # JSON: {"secret": ...} (or "key"/"token")
+            import json
+
+            data = json.loads(text)
+            for k in ("secret", "key", "token", "api_key"):
+                if data.get(k):
+                    return str(data[k]).strip()
+            raise CredentialError(f"{path}: JSON credential file without a secret/key/token field")
         m = re.search(r'secret\s+"([^"]+)"', text)
         return (m.group(1) if m else text).strip()
     if se:

@@ -1,0 +1,65 @@
+"""DKIM stage (mail hosts): install the domain keys made on the deploy machine.
+
+Keys come from ``mailstead.dkim`` (``<secrets_dir>/dkim/<domain>/``; created on the first deploy, reused by
+every later deploy and by a rebuilt host). On the host:
+
+  /etc/mailstead/dkim/                       root:<group> 0750
+  /etc/mailstead/dkim/<domain>.<selector>.key  root:<group> 0640   (active and published-only keys)
+
+<group> is ``_rspamd`` (the signer's group on Debian) when it exists, else ``root``; run this stage after
+rspamd is installed so the signer can read the keys. Retired keys are removed from the host. File contents
+are never printed (``checked_file`` uploads without diffs), not even with ``--diff``.
+
+``signing_selectors(settings)`` gives the rspamd task what to sign with: {domain: [(selector, path)]} for the
+active keys only (published-only keys are in DNS and on disk but do not sign yet).
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.facts.server import Groups
+from pyinfra.operations import files
+
+from mailstead import dkim
+from tasks.common import checked_file
+
+KEY_DIR = "/etc/mailstead/dkim"
+
+
+def key_path(domain: str, selector: str) -> str:
+    return f"{KEY_DIR}/{domain}.{selector}.key"
+
+
+def _group() -> str:
+    return "_rspamd" if "_rspamd" in (host.get_fact(Groups) or []) else "root"
+
+
+def signing_selectors(settings) -> dict[str, list[tuple[str, str]]]:
+    return {
+        d: [(k.selector, key_path(d, k.selector)) for k in dkim.active_keys(settings.secrets_dir, d)]
+        for d in settings.domains
+    }
+
+
+def deploy(settings) -> list:
+    """Returns the operations that install keys (``any_changed`` of them means: reload the signer)."""
+    if not settings.is_mailserver:
+        return []
+    group = _group()
+    ops = [
+        files.directory(name="DKIM: /etc/mailstead", path="/etc/mailstead", user="root", group="root", mode="755"),
+        files.directory(name=f"DKIM: {KEY_DIR} (0750, group {group})", path=KEY_DIR, user="root", group=group,
+                        mode="750"),
+    ]
+    for domain in settings.domains:
+        for k in dkim.ensure_keys(settings.secrets_dir, domain, settings.dkim_rsa_bits):
+            dest = key_path(domain, k.selector)
+            if k.published:
+                ops.append(checked_file(
+                    name=f"DKIM: {k.algorithm} key {k.selector} for {domain} ({k.state})",
+                    dest=dest, content=k.path.read_bytes(), mode="640", user="root", group=group,
+                ))
+            else:
+                ops.append(files.file(name=f"DKIM: remove retired key {k.selector} of {domain}", path=dest,
+                                      present=False))
+    return ops
