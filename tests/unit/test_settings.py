@@ -449,6 +449,11 @@ def test_from_host_names_the_group_data_file(tmp_path):
     from pyinfra_cli.inventory import make_inventory
 
     project = Project(tmp_path)
+    project.append("mailservers.py", "unattended_upgrades = False\nchrony_set_clock = False\ndns_ttl = 600")
+    project.append("spamtraps.py", "dns_ttl = 600\nntp_servers = ['ptbtime1.ptb.de']")
+    project.append("production.py", "unattended_upgrades = True")
+    project.host("mx1.example.org", chrony_set_clock=True)
+    project.host("trap1.example.org", ntp_servers=["nts.netnod.se"])
     project.write()
     (tmp_path / "inventory.py").write_text("".join(f"{k} = {v!r}\n" for k, v in project.groups.items()))
     ctx_state.set(State())
@@ -456,6 +461,10 @@ def test_from_host_names_the_group_data_file(tmp_path):
     good = {h.name: Settings.from_host(h) for h in inventory}
     assert good["trap3.example.org"].spamtrap_position == "last"
     assert good["mx1.example.org"].roles == ("mailservers",)
+    # check() merges group_data exactly as pyinfra does (same values for every host)
+    checked = check(project.groups, base_dir=tmp_path)
+    for name, s in good.items():
+        assert s.model_dump(exclude={"groups"}) == checked[name].model_dump(exclude={"groups"}), name
 
     project.append("production.py", "dkim_rsa_bits = 1024")
     project.write()
