@@ -518,7 +518,7 @@ class Settings(_Model):
     ntp_servers: list[str] = Field(default_factory=lambda: list(DEFAULT_NTP))
     """NTS time servers for chrony."""
     ntp_trusted_certs: str | None = None
-    """CA file chrony trusts for NTS (lab); None = system CAs."""
+    """CA certificate file on the deploy machine that chrony trusts for NTS (the lab's); None = system CAs."""
     chrony_set_clock: StrictBool = True
     """Let chronyd set the clock (False = chronyd -x, the lab)."""
     resolver_forwarders: list[str] = Field(default_factory=list)
@@ -1179,20 +1179,27 @@ def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any,
         return Issue(label, path, _unknown_key_message(model, key, loc, value), [host])
 
     if etype == "missing":
+        env = data.get("environment")
+        env_groups = [g for g in data.get("groups", ()) if g not in ROLES and g not in ("all", "inventory")]
+        if not isinstance(env, str) or not _ENV_RE.match(env):
+            env = env_groups[0] if len(env_groups) == 1 else None
+        env_file = f"group_data/{env}.py" if env else "group_data/<environment>.py"
         if key == "environment" and not loc[:-1]:
-            return Issue(
-                "group_data/<environment>.py", "environment",
-                "is missing; write environment = '<name>' in group_data/<name>.py (e.g. production) and "
-                "put the host in that group in inventory.py", [host],
-            )
+            if env:
+                text = (f"is missing; write environment = {env!r} in {env_file} (the environment group of the "
+                        "host in inventory.py)")
+            else:
+                text = ("is missing; write environment = '<name>' in group_data/<name>.py (e.g. production) and "
+                        "put the host in that group in inventory.py")
+            return Issue(env_file, "environment", text, [host])
         if key == "domains":
-            text = "is missing; write domains = ['example.org'] in group_data/<environment>.py"
+            text = f"is missing; write domains = ['example.org'] in {env_file}"
         elif key == "admin_email":
             text = "is missing; write admin_email = 'postmaster@example.org' (a mailbox or an alias)"
         else:
             text = f"is missing; write {key} = {_example(model, key)}"
         owner = sub.split(".")[0] if sub else ""
-        return Issue(src(owner) if owner else "group_data/<environment>.py", path, text, [host])
+        return Issue(src(owner) if owner else env_file, path, text, [host])
 
     if etype == "too_short" and key == "domains":
         return Issue(label, path, "is empty; list at least one mail domain: domains = ['example.org']", [host])

@@ -134,10 +134,15 @@ CASES = [
      ["group_data/all.py", "tls.acme_directry", "did you mean 'acme_directory'?"]),
     ("missing-environment", lambda p: p.files.update(
         {"production.py": _drop(p.files["production.py"], "environment")}),
-     ["environment", "is missing", "write environment = '<name>' in group_data/<name>.py"]),
+     ["group_data/production.py", "environment", "is missing", "write environment = 'production'"]),
+    ("missing-environment-no-group", lambda p: (
+        p.files.update({"production.py": _drop(p.files["production.py"], "environment")}),
+        p.groups.update(eu=p.groups["production"]),
+    ), ["group_data/<environment>.py", "environment", "is missing",
+        "write environment = '<name>' in group_data/<name>.py"]),
     ("missing-domains", lambda p: p.files.update(
         {"production.py": _drop(p.files["production.py"], "domains")}),
-     ["domains", "is missing", "write domains = ['example.org']"]),
+     ["group_data/production.py", "domains", "is missing", "write domains = ['example.org']"]),
     ("empty-domains", lambda p: p.append("production.py", "domains = []"),
      ["group_data/production.py", "domains", "is empty", "domains = ['example.org']"]),
     ("bad-domain-syntax", lambda p: p.append("production.py", 'domains = ["example.org", "exa mple.net"]'),
