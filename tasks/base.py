@@ -19,6 +19,8 @@ BASE_PACKAGES = [
     "unattended-upgrades",
 ]
 
+NTS_TRUSTED_CERTS = "/etc/chrony/nts-trusted-certs.pem"
+
 NET_SYSCTLS = {
     "net.ipv4.tcp_syncookies": "1",
     "net.ipv4.conf.all.accept_redirects": "0",
@@ -126,15 +128,26 @@ def _chrony(settings) -> None:
             src="base/chrony-container.conf.j2",
         )
     systemd.daemon_reload(name="Reload systemd units", _if=dropin.did_change)
+    trusted = []
+    if settings.ntp_trusted_certs:
+        trusted.append(files.put(
+            name="CA certificates trusted for NTS",
+            src=settings.ntp_trusted_certs,
+            dest=NTS_TRUSTED_CERTS,
+            mode="644",
+        ))
     config = checked_file(
         name="chrony with NTS time servers",
         dest="/etc/chrony/chrony.conf",
         src="base/chrony.conf.j2",
-        context={"servers": settings.ntp_servers, "trusted_certs": settings.ntp_trusted_certs},
+        context={
+            "servers": settings.ntp_servers,
+            "trusted_certs": NTS_TRUSTED_CERTS if settings.ntp_trusted_certs else None,
+        },
         check="chronyd -p -f {staged} >/dev/null",
     )
     enable_and_start("chrony")
-    restart_if("chrony", config, dropin)
+    restart_if("chrony", config, dropin, *trusted)
 
 
 def _sysctl() -> None:

@@ -13,7 +13,8 @@ dns = {
     "secret_file": _lab["pdns"]["api_key_file"],
 }
 dns_ttl = 60
-ntp_servers = ["infra.lab.test"]
+ntp_servers = ["infra.lab.test"]  # the lab's NTS server, certified by the lab's world CA
+ntp_trusted_certs = _lab["state_dir"] + "/world-ca/ca.pem"
 chrony_set_clock = False  # never let a container set this machine's clock
 resolver_forwarders = [_lab["gateway"]["ipv4"]]
 resolver_insecure_domains = ["test"]
