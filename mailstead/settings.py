@@ -1020,7 +1020,8 @@ def collect_issues(
     name: str, groups: list[str], data: Mapping[str, Any], sources: Mapping[str, str]
 ) -> tuple[Settings | None, list[Issue]]:
     def src(key: str) -> str:
-        return sources.get(key, f"host data of {name} in inventory.py" if key in ("fqdn",) else "inventory.py")
+        host_keys = ("fqdn", "ipv4", "ipv6", "spamtrap_position")
+        return sources.get(key, f"host data of {name} in inventory.py" if key in host_keys else "inventory.py")
 
     issues: list[Issue] = []
     clean: dict[str, Any] = {}

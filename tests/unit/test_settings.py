@@ -206,8 +206,10 @@ CASES = [
       "write ipv6 = '2001:db8:51::10'", "host data in inventory.py"]),
     ("weak-dkim", lambda p: p.append("all.py", "dkim_rsa_bits = 1024"),
      ["group_data/all.py", "dkim_rsa_bits", "1024 is a weak DKIM key", "write dkim_rsa_bits = 2048"]),
-    ("trap-without-position", lambda p: p.host("trap1.example.org", spamtrap_position=None),
-     ["spamtrap_position", "a spamtraps host needs a position", "write spamtrap_position = 'first'",
+    ("trap-without-position", lambda p: p.groups.update(spamtraps=[
+        ("trap1.example.org", {"ipv4": "198.51.100.20"}),
+        ("trap3.example.org", {"ipv4": "198.51.100.30", "spamtrap_position": "last"})]),
+     ["host data of trap1.example.org in inventory.py", "spamtrap_position", "a spamtraps host needs a position", "write spamtrap_position = 'first'",
       "trap1.example.org"]),
     ("position-on-mailserver", lambda p: p.host("mx1.example.org", spamtrap_position="first"),
      ["host data of mx1.example.org in inventory.py", "spamtrap_position", "'first'",
