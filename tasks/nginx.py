@@ -42,7 +42,7 @@ def deploy(settings, tls_changed: list | None = None) -> list:
     mail_host = settings.fqdn
     install = apt.packages(name="nginx: install", packages=["nginx"], no_recommends=True)
     ops = [
-        files.file(name="nginx: disable the default site", path="/etc/nginx/sites-enabled/default", present=False),
+        files.link(name="nginx: disable the default site", path="/etc/nginx/sites-enabled/default", present=False),
         files.directory(name=f"nginx: {WEBROOT}", path=WEBROOT, user="root", group="root", mode="755"),
     ]
     for d in settings.domains:

@@ -260,6 +260,52 @@ def test_rfc2136_unsigned_update_is_refused_and_named(lab):
     assert "error" in res and "rfc2136" in res["error"]
 
 
+def test_dkim_rotation_publishes_then_retires_through_dns(lab, tmp_path):
+    from mailstead import dkim
+
+    zone, secrets = "rot.test", str(tmp_path / "secrets")
+    try:
+        drive(lab, create_zones=[zone])
+        drive(lab, domains=[zone], secrets_dir=secrets, stage="apply")
+        old = {k.selector for k in dkim.keys(secrets, zone)}
+        new = {k.selector for k in dkim.rotate(secrets, zone)}
+        added = drive(lab, domains=[zone], secrets_dir=secrets, stage="apply",
+                      resolve=[[f"{s}._domainkey.{zone}", "TXT"] for s in old | new])
+        assert sorted(added["changes"]) == sorted(["add", f"{s}._domainkey.{zone}", "TXT"] for s in new)
+        assert all(added["answers"][f"{s}._domainkey.{zone} TXT"] for s in old | new)  # both in DNS
+        dkim.activate(secrets, zone)
+        assert drive(lab, domains=[zone], secrets_dir=secrets, stage="apply")["changes"] == []
+        dkim.retire(secrets, zone)
+        gone = drive(lab, domains=[zone], secrets_dir=secrets, stage="apply",
+                     resolve=[[f"{s}._domainkey.{zone}", "TXT"] for s in old | new])
+        assert sorted(gone["changes"]) == sorted(["delete", f"{s}._domainkey.{zone}", "TXT"] for s in old)
+        assert not any(gone["answers"][f"{s}._domainkey.{zone} TXT"] for s in old)
+        assert all(gone["answers"][f"{s}._domainkey.{zone} TXT"] for s in new)
+    finally:
+        drive(lab, delete_zones=[zone])
+
+
+def test_mta_sts_policy_served_over_https_matches_the_mx_set_and_the_txt_id(lab, deployed):
+    """Needs deploy.py to run tasks.tls, tasks.nginx and the DNS stage on the lab."""
+    import hashlib
+
+    st = lab.status()
+    ca = Path(st["state_dir"]) / "secrets" / "lab-ca" / "ca.crt"
+    for d in [x["domain"] for x in st["domains"]]:
+        body = lab.net("curl", "-sSf", "--cacert", str(ca), f"https://mta-sts.{d}/.well-known/mta-sts.txt").stdout
+        env = [h for h in st["hosts"] if h["environment"] == lab_env(st, d)]
+        real = sorted(h["name"] for h in env if "mailservers" in h["roles"])
+        assert [ln[4:] for ln in body.split("\r\n") if ln.startswith("mx: ")] == real
+        assert body.startswith("version: STSv1\r\nmode: enforce\r\n") and body.endswith("\r\n")
+        res = drive(lab, resolve=[[f"_mta-sts.{d}", "TXT"]])
+        (txt,) = res["answers"][f"_mta-sts.{d} TXT"]
+        assert f"id={hashlib.sha256(body.encode()).hexdigest()[:20]}" in txt
+
+
+def lab_env(st, domain):
+    return next(x["environment"] for x in st["domains"] if x["domain"] == domain)
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     print(json.dumps(_driver(json.loads(sys.argv[1]))))
