@@ -88,7 +88,6 @@ def _apt(settings) -> None:
         src="base/debian.sources.j2",
         context={"main": main, "security": security},
     )
-    files.file(name="No one-line sources.list", path="/etc/apt/sources.list", present=False)
     apt.update(name="Update apt lists after a sources change", _if=sources.did_change)
     apt.update(name="Update apt lists when older than 6 hours", cache_time=6 * 3600)
     apt.packages(name="Base packages", packages=BASE_PACKAGES, no_recommends=True)
