@@ -379,9 +379,9 @@ class Tls(_Model):
     @field_validator("acme_directory")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
+        if not re.match(r"^https://[^/\s]+", value):
             raise ValueError(
-                f"{_show(value)} is not a URL; write acme_directory = "
+                f"{_show(value)} is not an https URL (ACME servers use HTTPS, RFC 8555); write acme_directory = "
                 "'https://acme-v02.api.letsencrypt.org/directory'"
             )
         return value
@@ -1249,6 +1249,9 @@ def _unknown_key_message(model: Any, key: str, loc: tuple, value: Any) -> str:
         return ("a secret written inline is not allowed (value not shown); put it in a file in secrets_dir "
                 "(mode 0600) and write 'secret_file': 'dns-token', or export it and write 'secret_env': "
                 "'MAILSTEAD_DNS_TOKEN'")
+    if model in (Tls, OpenSmtpd) and SECRETISH.search(key):
+        return ("secrets never belong in group_data (value not shown); keep them in files under secrets_dir "
+                "(mode 0600) and remove this key")
     if model is Settings and SECRETISH.search(key):
         return ("unknown key, and secrets never belong in group_data (value not shown); keep secrets in files "
                 "under secrets_dir and refer to them (e.g. dns = {..., 'secret_file': 'dns-token'})")

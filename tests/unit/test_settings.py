@@ -242,6 +242,9 @@ CASES = [
         "all.py", 'dns = {"provider": "desec", "secret_env": "Zx8-secret-token/value"}'),
      ["group_data/all.py", "dns.secret_env", "is not an environment variable name",
       "write secret_env = 'MAILSTEAD_DNS_TOKEN'"]),
+    ("acme-over-http", lambda p: p.append("all.py", 'tls = {"acme_directory": "http://acme.example.org/dir"}'),
+     ["group_data/all.py", "tls.acme_directory", "'http://acme.example.org/dir' is not an https URL",
+      "write acme_directory = 'https://acme-v02.api.letsencrypt.org/directory'"]),
     ("bad-quota", lambda p: p.append("production.py", f"""
         users = [{{"address": "alice@example.org", "password_hash": "{HASH}", "quota": "2 gigs"}}]
         """),
