@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 LABCTL := tests/lab/labctl
 export MAILSTEAD_LAB_ID ?= lab
 
-.PHONY: venv lab lab-down lab-deploy test unit bench clean
+.PHONY: venv lab lab-down lab-deploy test unit bench readme clean
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ unit: venv
 ## make bench: benchmarks that print side-by-side figures (boots and deploys the lab first).
 bench: lab
 	$(BIN)/python bench/run.py
+
+## make readme: regenerate README.md's settings reference from the settings model.
+readme: venv
+	$(BIN)/python -m mailstead settings-reference --write README.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

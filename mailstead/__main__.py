@@ -3,12 +3,39 @@
   hash-password        turn a password into a Dovecot hash for group_data (users[].password_hash)
   dns plan|apply       show / push the DNS records of an environment (--env ENV)
   dkim ...             list, rotate, activate, retire DKIM keys
-  settings-reference   print the settings reference (Markdown) that README.md carries
+  settings-reference   print the settings reference (Markdown); --write README.md updates the README
 """
 
 from __future__ import annotations
 
 import sys
+
+
+README_START = "<!-- settings-reference:start -->"
+README_END = "<!-- settings-reference:end -->"
+
+
+def readme_with_reference(readme: str) -> str:
+    """The README text with the generated settings reference between its two markers."""
+    from mailstead.settings import settings_reference_markdown
+
+    head, rest = readme.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    body = settings_reference_markdown().split("\n", 1)[1].strip()  # drop its own "## Settings reference"
+    return f"{head}{README_START}\n{body}\n{README_END}{tail}"
+
+
+def settings_reference(argv: list[str]) -> int:
+    if argv[:1] == ["--write"] and len(argv) == 2:
+        with open(argv[1]) as f:
+            text = f.read()
+        with open(argv[1], "w") as f:
+            f.write(readme_with_reference(text))
+        return 0
+    from mailstead.settings import settings_reference_markdown
+
+    print(settings_reference_markdown())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,10 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     elif command == "dkim":
         from mailstead.dkim import main as run
     elif command == "settings-reference":
-        from mailstead.settings import settings_reference_markdown
-
-        print(settings_reference_markdown())
-        return 0
+        return settings_reference(argv)
     else:
         print(__doc__)
         return 0 if command in ("help", "-h", "--help") else 2
