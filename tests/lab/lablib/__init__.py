@@ -36,6 +36,17 @@ REPO_DIR = _LAB_DIR.parent.parent
 __all__ = ["Lab", "LabError", "topology"]
 
 
+INOTIFY_INSTANCES = 8192
+
+
+def raise_inotify_limit() -> None:
+    """Every container's systemd and daemons share root's inotify instances (default 128): with a few labs
+    up, units fail with "Failed to allocate inotify fd: Too many open files". Raise the limit, never lower it."""
+    knob = Path("/proc/sys/fs/inotify/max_user_instances")
+    if int(knob.read_text()) < INOTIFY_INSTANCES:
+        knob.write_text(str(INOTIFY_INSTANCES))
+
+
 class Lab:
     def __init__(self, lab_id: str | None = None, state_root: Path | None = None):
         self.lab_id = topology.lab_id(lab_id)
@@ -180,9 +191,10 @@ class Lab:
             if self.is_up() and self._infra_ready():
                 self._write_ssh_files()
                 t.step("already up")
-                self._write_state(t, changed=[])
+                self._write_state(self._up_record(t, []))
                 return self.status()
             changed = []
+            raise_inotify_limit()
             Path(self.names.run_dir).mkdir(parents=True, exist_ok=True)
             port = aptcache.ensure_apt_cache(self.lab_id)
             t.step("apt cache")
@@ -204,6 +216,8 @@ class Lab:
                 changed.append("apt bridge")
             t.step("network")
             pubkey = self.ssh_key.with_suffix(".pub").read_text()
+            with concurrent.futures.ThreadPoolExecutor(len(topology.HOSTS)) as pool:
+                list(pool.map(self.m.host_public_keys, [h.short for h in topology.HOSTS]))
             started = []
             for h in topology.HOSTS:
                 if not self.m.host_ok(h.short):
@@ -219,7 +233,7 @@ class Lab:
             if res:
                 changed.append("infra: " + ", ".join(res))
             t.step("infra (PowerDNS)")
-            self._write_state(t, changed)
+            self._write_state(self._up_record(t, changed))
             log(f"up: lab '{self.lab_id}' ready in {t.total():.1f}s ({'; '.join(changed) or 'nothing changed'})")
             return self.status()
 
@@ -233,7 +247,8 @@ class Lab:
                 if p.returncode == 0:
                     break
                 if time.monotonic() > deadline:
-                    raise LabError(f"{short}: no SSH after {timeout}s: {p.stderr.strip()[-300:]}")
+                    raise LabError(f"{short}: no SSH after {timeout}s: {p.stderr.strip()[-300:]}\n"
+                                   + self._diagnose(short))
                 time.sleep(0.3)
             left = max(5, deadline - time.monotonic())
             p = self.exec(short, "systemctl", "is-system-running", "--wait", check=False, timeout=left)
@@ -245,6 +260,20 @@ class Lab:
 
         with concurrent.futures.ThreadPoolExecutor(len(shorts)) as pool:
             list(pool.map(one, shorts))
+
+    def _diagnose(self, short: str) -> str:
+        out = [f"--- console {self.m.console_log(short)} (last lines):"]
+        try:
+            out += self.m.console_log(short).read_text(errors="replace").splitlines()[-25:]
+        except FileNotFoundError:
+            out.append("(missing)")
+        if self.m.init_pid(short):
+            p = self.exec(short, "sh", "-c", "systemctl is-system-running; systemctl --failed --no-legend; "
+                          "systemctl status --no-pager -n 15 ssh", check=False, timeout=20)
+            out += ["--- inside:", p.stdout[-3000:], p.stderr[-500:]]
+        else:
+            out.append("--- the host's init is not running")
+        return "\n".join(out)
 
     def _pdns_config(self) -> dict:
         zones = {z: [] for z in topology.ZONES}
@@ -297,22 +326,26 @@ class Lab:
         except (LabError, ValueError, subprocess.TimeoutExpired):
             return False
 
-    def _write_state(self, t: Timer, changed) -> None:
+    def _write_state(self, extra: dict) -> None:
+        """state.json: the status document without passwords (they stay in users.json), plus extra."""
         st = self.status()
+        for d in st["domains"]:
+            for u in d["users"]:
+                u.pop("password", None)
         st["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         st["apt_cache_port"] = aptcache.apt_cache_port()
-        st["base_image"] = image.cache_key(aptcache.mirrors())
-        st["pids"] = {
+        st["pids"] = {   # informational: labctl finds its processes by their lab-specific arguments
             "nspawn": {h.short: self.m.nspawn_pids(h.short) for h in topology.HOSTS},
             "init": {h.short: self.m.init_pid(h.short) for h in topology.HOSTS},
             "dnsmasq": self.m.dnsmasq_pids(),
             "apt_bridge": self.m.bridge_pids(),
         }
-        st["last_up"] = {"timings": t.as_dict(), "changed": changed}
-        for d in st["domains"]:           # passwords stay in users.json only
-            for u in d["users"]:
-                u.pop("password", None)
+        st.update(extra)
         write_json(self.state_file, st, 0o600)
+
+    def _up_record(self, t: Timer, changed) -> dict:
+        return {"base_image": image.cache_key(aptcache.mirrors()),
+                "last_up": {"timings": t.as_dict(), "changed": changed}}
 
     # ---------------- down ----------------
     def _stop_all(self, wipe: bool) -> None:
@@ -332,7 +365,6 @@ class Lab:
             t.step("hosts and network")
             aptcache.release_apt_cache(self.lab_id)
             t.step("apt cache")
-            st = read_json(self.state_file, None)
-            if st is not None:
-                self.state_file.unlink()
+            if self.state_file.exists():
+                self._write_state({})
         log(f"down: lab '{self.lab_id}' stopped in {t.total():.1f}s")

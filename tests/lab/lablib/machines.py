@@ -49,6 +49,10 @@ class Machines:
         self.state_dir = state_dir
         self.run_dir = Path(names.run_dir)
         self.var_dir = VAR_DIR / names.lab_id
+        self.log_dir = state_dir / "logs"      # kept after down, for post-mortems
+
+    def console_log(self, short: str) -> Path:
+        return self.log_dir / f"console-{short}.log"
 
     # ---------------- gateway namespace ----------------
     def gateway_ok(self) -> bool:
@@ -86,7 +90,7 @@ class Machines:
             "bind-interfaces", "no-resolv", "no-hosts", "cache-size=0", "user=root", "group=root",
             "pid-file=", *[f"server=/{z}/{pdns}" for z in zones], ""]))
         return spawn(["ip", "netns", "exec", self.n.netns, "dnsmasq", "--keep-in-foreground",
-                      f"--conf-file={self._dnsmasq_conf()}"], self.run_dir / "dnsmasq.log")
+                      f"--conf-file={self._dnsmasq_conf()}"], self.log_dir / "dnsmasq.log")
 
     def _apt_sock(self) -> Path:
         return self.run_dir / "apt.sock"
@@ -104,7 +108,7 @@ class Machines:
         stop_pids(pids["root"] + pids["netns"])
         self._apt_sock().unlink(missing_ok=True)
         spawn(["socat", f"UNIX-LISTEN:{self._apt_sock()},fork,mode=600", f"TCP:127.0.0.1:{apt_port}"],
-              self.run_dir / "apt-bridge.log")
+              self.log_dir / "apt-bridge.log")
         deadline = time.monotonic() + 5
         while not self._apt_sock().exists():
             if time.monotonic() > deadline:
@@ -112,7 +116,7 @@ class Machines:
             time.sleep(0.02)
         spawn(["ip", "netns", "exec", self.n.netns, "socat",
                f"TCP-LISTEN:{topology.APT_PROXY_PORT},bind={topology.GATEWAY_V4},reuseaddr,fork",
-               f"UNIX-CONNECT:{self._apt_sock()}"], self.run_dir / "apt-bridge.log")
+               f"UNIX-CONNECT:{self._apt_sock()}"], self.log_dir / "apt-bridge.log")
 
     def bridge_target_port(self) -> int | None:
         for pid in self.bridge_pids()["root"]:
@@ -252,12 +256,14 @@ class Machines:
                 with open(d / "cgroup.procs", "w") as f:
                     f.write(str(os.getpid()))
 
+        console = self.console_log(short)
+        console.unlink(missing_ok=True)
         pid = spawn(["systemd-nspawn", "--quiet", "--boot", f"--directory={mnt}",
                      f"--machine={self.n.machine(short)}", f"--hostname={h.fqdn}", "--register=no",
                      "--keep-unit", f"--network-namespace-path=/run/netns/{hn}",
                      "--capability=CAP_NET_ADMIN", "--resolv-conf=off", "--timezone=off",
                      "--link-journal=no", "--console=read-only"],
-                    self.run_dir / f"console-{short}.log", preexec_fn=enter_cgroups,
+                    console, preexec_fn=enter_cgroups,
                     # /proc/sys/net writable: the host's own network namespace, so the deploy's sysctls apply.
                     env={"PATH": PATH, "LANG": "C.UTF-8", "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"})
         return pid
