@@ -234,13 +234,10 @@ def retire(secrets_dir, domain: str) -> list[DkimKey]:
 # -------------------------------------------------------------------------------------------- CLI
 def _settings_for(args) -> tuple[str, int, list[str]]:
     if args.env:
-        from mailstead.inventory import load_environment
+        from mailstead.inventory import load_environment_settings
 
-        env = load_environment(args.env)
-        from mailstead.dns.records import _get
-
-        sd = _get(env, "secrets_dir", default="secrets")
-        return str(sd), int(_get(env, "dkim_rsa_bits", default=2048)), list(_get(env, "domains") or [])
+        env = load_environment_settings(args.env, args.inventory)
+        return str(env.secrets_dir), int(env.dkim_rsa_bits), list(env.domains)
     return args.secrets_dir, args.rsa_bits, []
 
 
@@ -249,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=["list", "rotate", "activate", "retire"])
     p.add_argument("--domain", help="mail domain (default for list: all domains of --env)")
     p.add_argument("--env", help="environment whose settings give secrets_dir and dkim_rsa_bits")
+    p.add_argument("--inventory", default="inventory.py")
     p.add_argument("--secrets-dir", default="secrets")
     p.add_argument("--rsa-bits", type=int, default=2048)
     args = p.parse_args(argv)
@@ -277,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     except DkimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # settings errors: their own message, no traceback
+        if type(exc).__name__ == "SettingsError":
+            print(str(exc), file=sys.stderr)
+            return 1
+        raise
     return 0
 
 

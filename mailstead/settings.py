@@ -736,6 +736,14 @@ class Settings(_Model):
             return out
         return value
 
+    @field_validator("apt_mirror")
+    @classmethod
+    def _apt_mirror(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+/\S*$", value):
+            raise ValueError(f"{_show(value)} is not an http(s) mirror URI; write apt_mirror = '<mirror URI>' "
+                             "(e.g. the URIs: line of /etc/apt/sources.list.d/debian.sources) or None")
+        return value
+
     @field_validator("secrets_dir")
     @classmethod
     def _secrets_dir(cls, value: str) -> str:

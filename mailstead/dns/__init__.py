@@ -14,7 +14,15 @@ from typing import Any, TextIO
 from mailstead.dns.plan import ApplyError, Plan, apply, make_plan
 from mailstead.dns.records import Record, _get, compute, zone_for_domain
 
-__all__ = ["desired_records", "zones", "stage", "environment_for", "Plan", "ApplyError", "Record"]
+__all__ = ["desired_records", "zones", "stage", "environment_for", "is_dns_host", "Plan", "ApplyError", "Record"]
+
+
+def is_dns_host(settings: Any) -> bool:
+    """True for exactly one host per environment (its first mail host by name): the host whose deploy
+    run carries the environment's DNS stage, so the zone is planned and applied once, not once per host."""
+    env = environment_for(settings)
+    names = sorted(str(h.fqdn) for h in env.mail_hosts) or sorted(str(h.fqdn) for h in env.hosts)
+    return bool(names) and settings.fqdn == names[0]
 
 
 def environment_for(settings: Any):

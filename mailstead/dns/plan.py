@@ -93,6 +93,13 @@ class Plan:
     provider: str
     zones: list[ZonePlan] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    provider_obj: object = field(default=None, repr=False, compare=False)
+
+    def apply(self) -> int:
+        """Apply this plan with the provider it was made with (see ``apply``)."""
+        if self.provider_obj is None:
+            raise ValueError("this plan has no provider to apply it with")
+        return apply(self, self.provider_obj)
 
     @property
     def changes(self) -> list[Change]:
@@ -126,8 +133,9 @@ class ApplyError(Exception):
     def __init__(self, zone: str, records: Iterable[tuple[str, str]], message: str):
         self.zone = zone
         self.records = list(records)
-        names = ", ".join(f"{n} {t}" for n, t in self.records) or "(zone)"
-        super().__init__(f"DNS apply failed in zone {zone} for {names}: {message}")
+        where = f" zone {zone}" if zone else ""
+        names = ", ".join(f"{n} {t}" for n, t in self.records)
+        super().__init__(f"DNS{where}{' (' + names + ')' if names else ''}: {message}")
 
 
 # ------------------------------------------------------------------------------------------ state
@@ -197,6 +205,16 @@ def diff_zone(zone: str, desired: list[Record], current: list[Record], previous_
     cur = {r.key: r for r in current}
     zp = ZonePlan(zone=norm_name(zone), desired=list(desired), previous_state=previous_state)
 
+    # A foreign CNAME where mailstead wants other data (e.g. autoconfig.D pointing at a hosting service):
+    # a name with a CNAME can hold nothing else, and the CNAME is not ours to delete - skip that name.
+    blocked = {n for (n, t) in cur if t == "CNAME" and (n, "CNAME") not in previous_state}
+    for name in sorted(blocked & {r.name for r in desired if r.type != "CNAME"}):
+        zp.notes.append(f"{name} has a CNAME that mailstead did not create; its "
+                        + ", ".join(sorted(r.type for r in desired if r.name == name))
+                        + " records are not published (remove the CNAME to let mailstead publish them)")
+    desired = [r for r in desired if r.name not in blocked or r.type == "CNAME"]
+    zp.desired = list(desired)
+
     for r in desired:
         c = cur.get(r.key)
         if c is None:
@@ -256,7 +274,7 @@ def make_plan(provider, records: list[Record], zones: Iterable[str], secrets_dir
               environment: str) -> Plan:
     """Read every managed zone from ``provider`` and diff it against ``records``."""
     by_zone, outside = split_by_zone(records, zones)
-    plan = Plan(provider=getattr(provider, "name", type(provider).__name__))
+    plan = Plan(provider=getattr(provider, "name", type(provider).__name__), provider_obj=provider)
     for r in outside:
         plan.notes.append(f"{r.name} {r.type} is in no managed zone ({', '.join(by_zone)}); publish it yourself: "
                           + "; ".join(r.lines()))

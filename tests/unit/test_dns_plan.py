@@ -119,3 +119,26 @@ def test_plan_render_is_readable():
     assert "zone example.org (powerdns): 5 change(s)" in text
     assert "~ change _dmarc.example.org TXT" in text and '- "v=DMARC1; p=none"' in text
     assert "+ add    mail.example.org A ttl=3600" in text
+
+
+def test_foreign_cname_blocks_the_name_instead_of_being_deleted():
+    desired = DESIRED + [R("autoconfig.example.org", "A", "198.51.100.10")]
+    current = [R("autoconfig.example.org", "CNAME", "autoconfig.hoster.example.")]
+    zp = diff_zone(Z, desired, current)
+    assert not [c for c in zp.changes if c.name == "autoconfig.example.org"]
+    assert any("autoconfig.example.org has a CNAME" in n for n in zp.notes)
+
+
+def test_a_lab_address_is_never_contacted_from_outside_the_lab_network():
+    # In this (root) network namespace the lab prefix is not on-link: a request would leave through the
+    # default route. The provider must refuse before sending anything.
+    import pytest
+
+    from mailstead.dns.providers.base import ProviderError
+    from mailstead.dns.providers.powerdns import PowerDNS
+
+    p = PowerDNS("http://198.51.100.10:8081", "key")
+    with pytest.raises(ProviderError, match="refusing to contact 198.51.100.10"):
+        p.list_records("example.org")
+    assert p.calls == {"read": 0, "write": 0}
+    PowerDNS("http://127.0.0.1:9", "key")  # loopback is fine (the unit-test fakes live there)

@@ -15,8 +15,11 @@ part of an error or a log line.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 import requests
 
@@ -26,6 +29,39 @@ from mailstead.dns.records import Record, norm_name
 
 class ProviderError(ApplyError):
     pass
+
+
+# Documentation address ranges (RFC 5737, RFC 3849): never valid on the internet. The lab uses some of
+# them inside its own network namespaces; a provider address in these ranges that is not on-link here
+# would be routed out through the default gateway, so we refuse to contact it.
+_DOC_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
+
+
+def guard_address(host: str) -> None:
+    """Refuse to talk to a documentation-range address unless it is on-link in this network namespace.
+
+    Connecting a UDP socket sends nothing; it only asks the kernel which source address it would use.
+    An on-link destination gets a source address in the same subnet; anything else would leave through
+    the default route (e.g. a lab address contacted from outside the lab's network namespace)."""
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return
+    net = next((n for n in _DOC_NETS if addr in n), None)
+    if net is None:
+        return
+    fam = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(fam, socket.SOCK_DGRAM) as s:
+            s.connect((str(addr), 9))
+            src = ipaddress.ip_address(s.getsockname()[0].split("%")[0])
+    except OSError:
+        src = None
+    prefix = 24 if addr.version == 4 else 64
+    if src is None or src not in ipaddress.ip_network(f"{addr}/{prefix}", strict=False):
+        raise ProviderError("", [], f"refusing to contact {addr}: a documentation/lab address that is not "
+                                    "on-link in this network namespace (it would leave through the default "
+                                    "route); run the DNS stage inside the lab network")
 
 
 class Provider:
@@ -78,6 +114,7 @@ class HttpProvider(Provider):
     def request(self, method: str, path: str, *, records: Iterable[tuple[str, str]] = (), zone: str = "",
                 ok: tuple[int, ...] = (200, 201, 202, 204), **kw: Any) -> requests.Response:
         url = path if path.startswith("http") else self.base_url + path
+        guard_address(urlsplit(url).hostname or "")
         kind = "read" if method == "GET" else "write"
         for attempt in range(self.max_retries + 1):
             self.calls[kind] += 1

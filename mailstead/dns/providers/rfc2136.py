@@ -29,7 +29,7 @@ import dns.update
 import dns.zone
 
 from mailstead.dns.plan import Change
-from mailstead.dns.providers.base import Provider, ProviderError
+from mailstead.dns.providers.base import Provider, ProviderError, guard_address
 from mailstead.dns.records import Record, norm_name
 
 
@@ -39,6 +39,7 @@ class RFC2136(Provider):
     def __init__(self, server: str, key_name: str, secret: str, algorithm: str = "hmac-sha256",
                  port: int = 53, timeout: float = 10.0, read: str = "auto"):
         super().__init__()
+        guard_address(server)
         self.server, self.port, self.timeout, self.read = server, int(port), timeout, read
         base64.b64decode(secret, validate=True)  # fail early on a malformed secret (never echo it)
         self.keyname = dns.name.from_text(key_name)
