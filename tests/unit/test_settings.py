@@ -245,6 +245,9 @@ CASES = [
     ("acme-over-http", lambda p: p.append("all.py", 'tls = {"acme_directory": "http://acme.example.org/dir"}'),
      ["group_data/all.py", "tls.acme_directory", "'http://acme.example.org/dir' is not an https URL",
       "write acme_directory = 'https://acme-v02.api.letsencrypt.org/directory'"]),
+    ("bad-apt-mirror", lambda p: p.append("all.py", 'apt_mirror = "mirror.example/debian"'),
+     ["group_data/all.py", "apt_mirror", "'mirror.example/debian' is not an http(s) mirror URI",
+      "write apt_mirror = '<mirror URI>'"]),
     ("bad-quota", lambda p: p.append("production.py", f"""
         users = [{{"address": "alice@example.org", "password_hash": "{HASH}", "quota": "2 gigs"}}]
         """),
