@@ -19,10 +19,11 @@ import os
 from mailstead.inventory import check
 
 if os.environ.get("MAILSTEAD_INVENTORY") == "lab":
-    from mailstead.labdata import lab_groups
+    from mailstead.labdata import lab_inventory
 
-    _groups = lab_groups()
+    _groups, _sources = lab_inventory()
 else:
+    _sources = {}
     # Your servers. Example (uncomment and edit):
     # _mail = ("mail.example.org", {"ipv4": "<public IPv4>", "ipv6": "<public IPv6>"})
     # _staging_mail = ("mail.staging.example.org", {"ipv4": "...", "ipv6": "..."})
@@ -35,7 +36,7 @@ else:
         "production": [],  # ["mail.example.org", "mx1.example.org", "mx3.example.org"]
     }
 
-check(_groups)
+check(_groups, extra_sources=_sources)
 
 mailservers = _groups["mailservers"]
 spamtraps = _groups["spamtraps"]

@@ -147,7 +147,7 @@ def check(
     entry gives the lowest-precedence data. Non-group values (e.g. ``dict(globals())``) are skipped.
     ``group_data_dir``: relative to the directory of the calling file (inventory.py) unless absolute.
     ``extra_host_data``: host name -> data layered above everything (the lab's host data);
-    ``extra_sources``: host name -> key -> label naming where an extra value came from.
+    ``extra_sources``: host name -> key -> label naming where a host data value came from (the lab's files).
     Raises SettingsError listing every problem with the file it came from.
     """
     base = Path(base_dir).resolve() if base_dir is not None else _caller_dir()
@@ -221,12 +221,13 @@ def check(
         for g in host_groups:
             put(group_inline.get(g, {}), f"the {g} group's data in inventory.py")
             put(files.get(g, {}), f"{gd_label}/{g}.py")
-        put(host_tuple_data.get(name, {}), f"host data of {name} in inventory.py")
-        if extra_host_data and name in extra_host_data:
-            labels = (extra_sources or {}).get(name, {})
-            for k, v in extra_host_data[name].items():
-                data[k] = v
-                src[k] = labels.get(k, f"host data of {name}")
+        labels = (extra_sources or {}).get(name, {})
+        for k, v in host_tuple_data.get(name, {}).items():
+            data[k] = v
+            src[k] = labels.get(k, f"host data of {name} in inventory.py")
+        for k, v in (extra_host_data or {}).get(name, {}).items():
+            data[k] = v
+            src[k] = labels.get(k, f"host data of {name}")
         return data, src
 
     if issues:  # a file that does not load: report that alone (the rest would be noise)

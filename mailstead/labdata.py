@@ -1,6 +1,6 @@
 """The lab's stand-in inventory: booted Debian 13 hosts (tests/lab/labctl) for staging and production.
 
-`inventory.py` calls `lab_groups()` when MAILSTEAD_INVENTORY=lab. Each lab host gets, as *host data*
+`inventory.py` calls `lab_inventory()` when MAILSTEAD_INVENTORY=lab. Each lab host gets, as *host data*
 (pyinfra's highest precedence), the settings of tests/lab/group_data/ merged like pyinfra merges group
 data (all.py, then the host's roles, then its environment), its addresses, and the SSH keys to reach it
 through the lab's network namespace. The user's group_data/ still applies underneath, so the lab runs the
@@ -71,25 +71,36 @@ def lab_users(domain: str) -> list[dict]:
     return users
 
 
-def _lab_settings(groups: list[str]) -> dict:
+def _lab_settings(groups: list[str]) -> tuple[dict, dict]:
+    """(merged data, key -> file it came from) of tests/lab/group_data for a host in `groups`."""
     data: dict = {}
+    sources: dict = {}
     for name in ["all", *groups]:
         path = LAB_GROUP_DATA / f"{name}.py"
         if path.exists():
-            data.update(load_group_data_file(str(path)))
-    return data
+            values = load_group_data_file(str(path))
+            data.update(values)
+            sources.update(dict.fromkeys(values, str(path.relative_to(ROOT))))
+    return data, sources
 
 
-def lab_groups() -> dict[str, list]:
-    """Inventory groups (same names as for real servers) holding the lab's hosts with their data."""
+def lab_inventory() -> tuple[dict[str, list], dict[str, dict[str, str]]]:
+    """Inventory groups (same names as for real servers) holding the lab's hosts with their data, and for
+    each host where each of its settings came from (so a bad lab value names its tests/lab file)."""
     st = state()
     groups: dict[str, list] = {name: [] for name in GROUP_ORDER}
+    sources: dict[str, dict[str, str]] = {}
     for h in st["hosts"]:
         roles = [r for r in h["roles"] if r in ("mailservers", "spamtraps")]
         if not roles:
             continue  # the infra host is the lab's outside world, not a mailstead host
         env = h["environment"]
-        data = _lab_settings([*roles, env])
+        data, where = _lab_settings([*roles, env])
+        host_facts = {"ipv4": h["ipv4"], "ipv6": h["ipv6"]}
+        if h.get("spamtrap_position"):
+            host_facts["spamtrap_position"] = h["spamtrap_position"]
+        data.update(host_facts)
+        where.update(dict.fromkeys(host_facts, "tests/lab/topology.py"))
         data.update(
             ssh_hostname=h["ipv4"],
             ssh_user="root",
@@ -97,13 +108,10 @@ def lab_groups() -> dict[str, list]:
             ssh_config_file=st["ssh_config"],
             ssh_known_hosts_file=st["known_hosts"],
             ssh_strict_host_key_checking="yes",
-            ipv4=h["ipv4"],
-            ipv6=h["ipv6"],
         )
-        if h.get("spamtrap_position"):
-            data["spamtrap_position"] = h["spamtrap_position"]
+        sources[h["name"]] = where
         entry = (h["name"], data)
         for role in roles:
             groups[role].append(entry)
         groups[env].append(h["name"])
-    return groups
+    return groups, sources

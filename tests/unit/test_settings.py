@@ -652,7 +652,8 @@ def test_lab_settings_validate(tmp_path, monkeypatch):
         "gateway": {"ipv4": topo.GATEWAY_V4, "ipv6": topo.GATEWAY_V6},
     }
     monkeypatch.setattr(labdata, "state", lambda lab=None: fake_state)
-    settings = check(labdata.lab_groups(), base_dir=REPO)
+    groups, sources = labdata.lab_inventory()
+    settings = check(groups, base_dir=REPO, extra_sources=sources)
     prod = EnvironmentSettings.from_hosts([s for s in settings.values() if s.environment == "production"])
     assert [(m.preference, m.host) for m in prod.mx] == [
         (10, "trap1.production.test"), (20, "mail.production.test"), (30, "trap2.production.test")]
