@@ -353,6 +353,7 @@ class Lab:
             list(pool.map(lambda h: self.m.stop_host(h.short, wipe=wipe), topology.HOSTS))
         br = self.m.bridge_pids()
         stop_pids(self.m.dnsmasq_pids() + br["root"] + br["netns"])
+        self.m.release_roots()
         netns_delete(self.names.netns)
         shutil.rmtree(self.names.etc_netns_dir, ignore_errors=True)
         shutil.rmtree(self.names.run_dir, ignore_errors=True)

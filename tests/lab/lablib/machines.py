@@ -74,6 +74,11 @@ class Machines:
         write_file(Path(self.n.etc_netns_dir) / "resolv.conf", f"nameserver {topology.GATEWAY_V4}\n")
 
     # ---------------- gateway services ----------------
+    def _in_gateway(self) -> list[str]:
+        """Enter only the gateway's network namespace. Long-lived daemons must not run under
+        `ip netns exec`: its private mount namespace would pin copies of every lab's overlay mounts."""
+        return ["nsenter", f"--net=/run/netns/{self.n.netns}", "--"]
+
     def _dnsmasq_conf(self) -> Path:
         return self.run_dir / "dnsmasq.conf"
 
@@ -89,7 +94,7 @@ class Machines:
             f"listen-address={topology.GATEWAY_V4}", f"listen-address={topology.GATEWAY_V6}",
             "bind-interfaces", "no-resolv", "no-hosts", "cache-size=0", "user=root", "group=root",
             "pid-file=", *[f"server=/{z}/{pdns}" for z in zones], ""]))
-        return spawn(["ip", "netns", "exec", self.n.netns, "dnsmasq", "--keep-in-foreground",
+        return spawn([*self._in_gateway(), "dnsmasq", "--keep-in-foreground",
                       f"--conf-file={self._dnsmasq_conf()}"], self.log_dir / "dnsmasq.log")
 
     def _apt_sock(self) -> Path:
@@ -114,7 +119,7 @@ class Machines:
             if time.monotonic() > deadline:
                 raise LabError("apt bridge socket did not appear")
             time.sleep(0.02)
-        spawn(["ip", "netns", "exec", self.n.netns, "socat",
+        spawn([*self._in_gateway(), "socat",
                f"TCP-LISTEN:{topology.APT_PROXY_PORT},bind={topology.GATEWAY_V4},reuseaddr,fork",
                f"UNIX-CONNECT:{self._apt_sock()}"], self.log_dir / "apt-bridge.log")
 
@@ -132,6 +137,20 @@ class Machines:
     # ---------------- hosts ----------------
     def mountpoint(self, short: str) -> Path:
         return self.run_dir / "root" / short
+
+    def _ensure_shared_roots(self) -> None:
+        """Host roots live under a shared bind mount: namespaces copied from ours (`ip netns exec`,
+        nspawn) then receive our unmounts instead of pinning stale copies of the overlays."""
+        roots = self.run_dir / "root"
+        roots.mkdir(parents=True, exist_ok=True)
+        if not mounted(roots):
+            if any(mounted(p) for p in roots.iterdir()):
+                return  # hosts booted by an older labctl: a bind now would hide them; fixed at down/up
+            run(["mount", "--bind", roots, roots])
+        run(["mount", "--make-shared", roots])
+
+    def release_roots(self) -> None:
+        umount(self.run_dir / "root")
 
     def cgroup_dirs(self, short: str) -> list[Path]:
         name = self.n.cgroup(short)
@@ -215,6 +234,7 @@ class Machines:
         self.stop_host(short)
         upper, work = self.var_dir / short / "upper", self.var_dir / short / "work"
         mnt = self.mountpoint(short)
+        self._ensure_shared_roots()
         for d in (upper, work, mnt):
             d.mkdir(parents=True, exist_ok=True)
         run(["mount", "-t", "overlay", f"lab-{self.n.machine(short)}", "-o",
