@@ -56,16 +56,31 @@ def desired_records(env: Any, tls_pubkey_hashes: dict | None = None, create_keys
 
 
 def tls_hashes_from_secrets(env: Any) -> dict:
-    """SPKI SHA-256 per mail host for TLSA 3 1 1, from ``<secrets_dir>/tls/<fqdn>.spki-sha256`` files
-    (one hex hash per line; written by whoever owns the host's TLS key). Missing files: no TLSA."""
+    """SHA-256 of each host's TLS public key (SubjectPublicKeyInfo) for TLSA 3 1 1, from the deploy
+    machine: ``<secrets_dir>/tls/<fqdn>.spki-sha256`` (hex hashes, one per line - e.g. current and next key
+    during a rollover) if present, else the host certificate the lab CA keeps in
+    ``<secrets_dir>/lab-ca/hosts/<fqdn>.crt``. Hosts without either get no TLSA record."""
+    import hashlib
     from pathlib import Path
 
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     out = {}
-    base = Path(_get(env, "secrets_dir", default="secrets")) / "tls"
+    from mailstead.dkim import secrets_root
+
+    secrets = secrets_root(_get(env, "secrets_dir", default="secrets"))
     for h in list(_get(env, "mail_hosts") or []) + list(_get(env, "spamtraps") or []):
-        f = base / f"{_get(h, 'fqdn')}.spki-sha256"
-        if f.exists():
-            out[str(_get(h, "fqdn"))] = [line.strip() for line in f.read_text().split() if line.strip()]
+        fqdn = str(_get(h, "fqdn"))
+        explicit = secrets / "tls" / f"{fqdn}.spki-sha256"
+        cert = secrets / "lab-ca" / "hosts" / f"{fqdn}.crt"
+        if explicit.exists():
+            out[fqdn] = [x.strip().lower() for x in explicit.read_text().split() if x.strip()]
+        elif cert.exists():
+            c = x509.load_pem_x509_certificate(cert.read_bytes())
+            spki = c.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+            out[fqdn] = [hashlib.sha256(spki).hexdigest()]
     return out
 
 

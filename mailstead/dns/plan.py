@@ -140,7 +140,9 @@ class ApplyError(Exception):
 
 # ------------------------------------------------------------------------------------------ state
 def state_path(secrets_dir: str | os.PathLike, environment: str, zone: str) -> Path:
-    return Path(secrets_dir) / "dns" / environment / f"{norm_name(zone)}.json"
+    from mailstead.dkim import secrets_root
+
+    return secrets_root(secrets_dir) / "dns" / environment / f"{norm_name(zone)}.json"
 
 
 def load_state(path: Path | None) -> dict:

@@ -162,3 +162,28 @@ def test_ownership_apex_txt_and_caa_are_shared_the_rest_owned(secrets):
     assert not own.owns_value(("example.org", "CAA"), '0 issue "other-ca.example"')
     assert ("_dmarc.example.org", "TXT") in own.full and ("example.org", "MX") in own.full
     assert not is_spf('"v=spf10 nonsense"')
+
+
+def test_tlsa_hash_is_the_sha256_of_the_host_certificates_public_key(tmp_path):
+    import datetime as dt
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from mailstead.dns import desired_records
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail.example.org")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    hosts = tmp_path / "lab-ca" / "hosts"
+    hosts.mkdir(parents=True)
+    (hosts / "mail.example.org.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    recs = by_key(desired_records(make_env(secrets_dir=str(tmp_path), dnssec=True)))
+    assert recs[("_25._tcp.mail.example.org", "TLSA")].values == (f"3 1 1 {hashlib.sha256(spki).hexdigest()}",)
+    assert not [k for k in by_key(desired_records(make_env(secrets_dir=str(tmp_path)))) if k[1] == "TLSA"]

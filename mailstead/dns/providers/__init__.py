@@ -21,7 +21,9 @@ def read_secret(dns_settings: Any, secrets_dir: str | os.PathLike) -> str:
     sf = getattr(dns_settings, "secret_file", None)
     se = getattr(dns_settings, "secret_env", None)
     if sf:
-        path = Path(sf) if os.path.isabs(sf) else Path(secrets_dir) / sf
+        from mailstead.dkim import secrets_root
+
+        path = Path(sf) if os.path.isabs(sf) else secrets_root(secrets_dir) / sf
         try:
             text = path.read_text()
         except OSError as exc:
