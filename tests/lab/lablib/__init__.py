@@ -27,7 +27,7 @@ if str(_LAB_DIR) not in sys.path:
 
 import topology  # noqa: E402
 
-from . import aptcache, image  # noqa: E402
+from . import aptcache, image, worldca  # noqa: E402
 from .machines import Machines, netns_delete, netns_exists  # noqa: E402
 from .util import (LabError, Timer, flock, log, read_json, run, stop_pids, write_file,  # noqa: E402
                    write_json)
@@ -183,8 +183,11 @@ class Lab:
 
     # ---------------- up ----------------
     def up(self) -> dict:
-        t = Timer("up")
+        t0 = time.monotonic()
         with flock(aptcache.lab_lock_path(self.lab_id)):
+            t = Timer("up")
+            if t.t0 - t0 > 1:
+                log(f"up: waited {t.t0 - t0:.1f}s for another up/down of lab '{self.lab_id}'")
             if aptcache.ensure_host_packages():
                 t.step("host packages")
             self._ensure_secrets()
@@ -232,7 +235,7 @@ class Lab:
             res = self._provision_infra()
             if res:
                 changed.append("infra: " + ", ".join(res))
-            t.step("infra (PowerDNS)")
+            t.step("infra (PowerDNS, NTS)")
             self._write_state(self._up_record(t, changed))
             log(f"up: lab '{self.lab_id}' ready in {t.total():.1f}s ({'; '.join(changed) or 'nothing changed'})")
             return self.status()
@@ -306,15 +309,25 @@ class Lab:
         }
 
     def _provision_infra(self) -> list[str]:
-        script = (Path(__file__).parent / "pdns_provision.py").read_text()
-        p = self.exec(topology.INFRA, "python3", "-c", script, input=json.dumps(self._pdns_config()),
-                      check=False, timeout=600)
+        """The outside world's services on infra: PowerDNS, then the NTS time server."""
+        changed = self._run_on_infra("pdns_provision.py", self._pdns_config(), "PowerDNS")
+        return changed + self._run_on_infra("nts_provision.py", self._nts_config(), "the NTS server")
+
+    def _nts_config(self) -> dict:
+        infra = topology.host(topology.INFRA)
+        cert, key = worldca.ensure_leaf(self.state_dir, infra.short, [infra.fqdn])
+        return {"cert": cert, "key": key, "allow": [topology.PREFIX_V4, topology.PREFIX_V6]}
+
+    def _run_on_infra(self, script_name: str, config: dict, what: str) -> list[str]:
+        """Run a stdlib provisioning script inside infra with its JSON config on stdin; its changes."""
+        script = (Path(__file__).parent / script_name).read_text()
+        p = self.exec(topology.INFRA, "python3", "-c", script, input=json.dumps(config), check=False, timeout=600)
         if p.returncode != 0:
-            raise LabError(f"provisioning PowerDNS on infra failed:\n{p.stdout[-2000:]}{p.stderr[-3000:]}")
+            raise LabError(f"provisioning {what} on infra failed:\n{p.stdout[-2000:]}{p.stderr[-3000:]}")
         return json.loads(p.stdout.strip().splitlines()[-1])["changed"]
 
     def _infra_ready(self) -> bool:
-        """Cheap check that PowerDNS answers with our key and has every zone."""
+        """Cheap check that PowerDNS answers with our key and has every zone, and the NTS server runs."""
         key = self.api_key_file.read_text().strip()
         code = ("import json,sys,urllib.request as u\n"
                 "r=u.Request('http://127.0.0.1:8081/api/v1/servers/localhost/zones',"
@@ -322,7 +335,10 @@ class Lab:
                 "print(json.dumps(sorted(z['name'] for z in json.load(u.urlopen(r,timeout=5)))))")
         try:
             p = self.exec(topology.INFRA, "python3", "-c", code, input=key, check=False, timeout=20)
-            return p.returncode == 0 and set(topology.ZONES) <= set(json.loads(p.stdout))
+            if not (p.returncode == 0 and set(topology.ZONES) <= set(json.loads(p.stdout))):
+                return False
+            nts = self.exec(topology.INFRA, "systemctl", "is-active", "chrony", check=False, timeout=20)
+            return nts.stdout.strip() == "active" and (worldca.ca_dir(self.state_dir) / "ca.pem").exists()
         except (LabError, ValueError, subprocess.TimeoutExpired):
             return False
 
