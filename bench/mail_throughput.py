@@ -1,0 +1,94 @@
+"""Inbound mail throughput: 20 KiB messages from the lab's outside world over SMTP (port 25) to Dovecot's
+LMTP delivery in a user's maildir, bounded count, on the deployed staging mail host.
+
+Prints the SMTP acceptance rate, the end-to-end rate (last message in the maildir) and their ratio.
+Usage: python bench/mail_throughput.py [COUNT] [CONNECTIONS]   (defaults 300 messages, 4 connections)
+Needs a deployed lab (`make lab`); uses $MAILSTEAD_LAB_ID like the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "lab"))
+
+from lablib import Lab  # noqa: E402
+
+SENDER = r"""
+import json, smtplib, sys, threading, time
+from email.message import EmailMessage
+args = json.loads(sys.argv[1])
+body = ("x" * 76 + "\n") * (20 * 1024 // 77)          # ~20 KiB of body
+per_conn = [args["count"] // args["conns"] + (1 if i < args["count"] % args["conns"] else 0)
+            for i in range(args["conns"])]
+errors = []
+def worker(n, idx):
+    try:
+        with smtplib.SMTP(args["ip"], 25, local_hostname="bench.outside.example", timeout=60) as s:
+            for i in range(n):
+                m = EmailMessage()
+                m["From"] = "bench@outside.example"
+                m["To"] = args["rcpt"]
+                m["Subject"] = f"{args['token']} {idx}-{i}"
+                m.set_content(body)
+                s.send_message(m)
+    except Exception as e:
+        errors.append(repr(e))
+start = time.time()
+threads = [threading.Thread(target=worker, args=(n, i)) for i, n in enumerate(per_conn)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps({"start": start, "accepted_at": time.time(), "errors": errors}))
+"""
+
+
+def main() -> int:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    conns = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    lab = Lab()
+    st = lab.status()
+    host = next(h for h in st["hosts"] if "mailservers" in h["roles"] and h["environment"] == "staging")
+    rcpt = next(u["address"] for d in st["domains"] if d["domain"] == "staging.test" for u in d["users"]
+                if u["address"].startswith("bob@"))
+    local, domain = rcpt.split("@")
+    maildir = f"/var/vmail/{domain}/{local}/Maildir"
+    token = "bench" + uuid.uuid4().hex[:12]
+    count_cmd = f"grep -rlF -- '{token}' {maildir}/new {maildir}/cur 2>/dev/null | wc -l"
+
+    proc = lab.net("python3", "-c", SENDER, json.dumps({"ip": host["ipv4"], "rcpt": rcpt, "count": count,
+                                                         "conns": conns, "token": token}), timeout=1800)
+    sent = json.loads(proc.stdout.strip().splitlines()[-1])
+    if sent["errors"]:
+        print("SMTP errors:", sent["errors"][:3])
+        return 1
+    # wait for the last delivery; the host and this machine share one clock (containers)
+    deadline = time.time() + 600
+    delivered = 0
+    while time.time() < deadline:
+        delivered = int(lab.exec(host["name"], "sh", "-c", count_cmd).stdout.strip() or 0)
+        if delivered >= count:
+            break
+        time.sleep(0.2)
+    done = time.time()
+    # remove the bench messages again (keep the user's mailbox small)
+    lab.exec(host["name"], "sh", "-c", f"grep -rlF -- '{token}' {maildir}/new {maildir}/cur | xargs -r rm -f; "
+             f"doveadm force-resync -u {rcpt} INBOX", check=False)
+    if delivered < count:
+        print(f"only {delivered}/{count} messages delivered within 10 min")
+        return 1
+    accept_s = sent["accepted_at"] - sent["start"]
+    total_s = done - sent["start"]
+    print(f"messages: {count} x 20 KiB over {conns} SMTP connections to {host['name']}:25 → LMTP → maildir")
+    print(f"SMTP accepted:           {accept_s:7.2f} s  {count / accept_s:7.1f} msg/s")
+    print(f"delivered to maildir:    {total_s:7.2f} s  {count / total_s:7.1f} msg/s"
+          f"  ({count * 20 / 1024 / total_s:5.2f} MiB/s)")
+    print(f"ratio delivered / accepted rate: {accept_s / total_s:5.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
