@@ -26,16 +26,20 @@ body = ("x" * 76 + "\n") * (20 * 1024 // 77)          # ~20 KiB of body
 per_conn = [args["count"] // args["conns"] + (1 if i < args["count"] % args["conns"] else 0)
             for i in range(args["conns"])]
 errors = []
+PER_SESSION = 50  # smtpd allows 100 messages per session by default; reconnect well before that
 def worker(n, idx):
     try:
-        with smtplib.SMTP(args["ip"], 25, local_hostname="bench.outside.example", timeout=60) as s:
-            for i in range(n):
-                m = EmailMessage()
-                m["From"] = "bench@outside.example"
-                m["To"] = args["rcpt"]
-                m["Subject"] = f"{args['token']} {idx}-{i}"
-                m.set_content(body)
-                s.send_message(m)
+        sent = 0
+        while sent < n:
+            with smtplib.SMTP(args["ip"], 25, local_hostname="bench.outside.example", timeout=60) as s:
+                for _ in range(min(PER_SESSION, n - sent)):
+                    m = EmailMessage()
+                    m["From"] = "bench@outside.example"
+                    m["To"] = args["rcpt"]
+                    m["Subject"] = f"{args['token']} {idx}-{sent}"
+                    m.set_content(body)
+                    s.send_message(m)
+                    sent += 1
     except Exception as e:
         errors.append(repr(e))
 start = time.time()
@@ -62,8 +66,12 @@ def main() -> int:
     proc = lab.net("python3", "-c", SENDER, json.dumps({"ip": host["ipv4"], "rcpt": rcpt, "count": count,
                                                          "conns": conns, "token": token}), timeout=1800)
     sent = json.loads(proc.stdout.strip().splitlines()[-1])
+    cleanup = (f"grep -rlF -- '{token}' {maildir}/new {maildir}/cur | xargs -r rm -f; "
+               f"doveadm force-resync -u {rcpt} INBOX")
     if sent["errors"]:
         print("SMTP errors:", sent["errors"][:3])
+        time.sleep(5)
+        lab.exec(host["name"], "sh", "-c", cleanup, check=False)
         return 1
     # wait for the last delivery; the host and this machine share one clock (containers)
     deadline = time.time() + 600
@@ -75,8 +83,7 @@ def main() -> int:
         time.sleep(0.2)
     done = time.time()
     # remove the bench messages again (keep the user's mailbox small)
-    lab.exec(host["name"], "sh", "-c", f"grep -rlF -- '{token}' {maildir}/new {maildir}/cur | xargs -r rm -f; "
-             f"doveadm force-resync -u {rcpt} INBOX", check=False)
+    lab.exec(host["name"], "sh", "-c", cleanup, check=False)
     if delivered < count:
         print(f"only {delivered}/{count} messages delivered within 10 min")
         return 1
