@@ -292,7 +292,8 @@ def test_mta_sts_policy_served_over_https_matches_the_mx_set_and_the_txt_id(lab,
     st = lab.status()
     ca = Path(st["state_dir"]) / "secrets" / "lab-ca" / "ca.crt"
     for d in [x["domain"] for x in st["domains"]]:
-        body = lab.net("curl", "-sSf", "--cacert", str(ca), f"https://mta-sts.{d}/.well-known/mta-sts.txt").stdout
+        argv = lab.net_argv(["curl", "-sSf", "--cacert", str(ca), f"https://mta-sts.{d}/.well-known/mta-sts.txt"])
+        body = subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout.decode()  # keep CRLF
         env = [h for h in st["hosts"] if h["environment"] == lab_env(st, d)]
         real = sorted(h["name"] for h in env if "mailservers" in h["roles"])
         assert [ln[4:] for ln in body.split("\r\n") if ln.startswith("mx: ")] == real
