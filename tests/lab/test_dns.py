@@ -303,6 +303,38 @@ def test_mta_sts_policy_served_over_https_matches_the_mx_set_and_the_txt_id(lab,
         assert f"id={hashlib.sha256(body.encode()).hexdigest()[:20]}" in txt
 
 
+def _installed_keys(lab, host) -> dict[str, tuple[str, str, str]]:
+    """{file name: (mode, owner:group, sha256)} of /etc/mailstead/dkim on a lab host."""
+    out = lab.exec(host, "sh", "-c", "cd /etc/mailstead/dkim && for f in *.key; do "
+                   "printf '%s %s %s:%s ' \"$f\" $(stat -c '%a %U %G' \"$f\"); sha256sum \"$f\" | cut -d' ' -f1; done").stdout
+    res = {}
+    for line in out.splitlines():
+        name, mode, owner, digest = line.split()
+        res[name] = (mode, owner, digest)
+    return res
+
+
+def test_dkim_keys_on_mail_hosts_are_the_secrets_and_survive_a_redeploy(lab, deployed, redeployed):
+    """Needs deploy.py to run tasks.dkim (after rspamd is installed, for the _rspamd group)."""
+    import hashlib
+
+    from mailstead import dkim
+
+    st = lab.status()
+    secrets = Path(st["state_dir"]) / "secrets"
+    for h in [h for h in st["hosts"] if "mailservers" in h["roles"]]:
+        domain = next(d["domain"] for d in st["domains"] if d["environment"] == h["environment"])
+        want = {f"{domain}.{k.selector}.key": hashlib.sha256(k.path.read_bytes()).hexdigest()
+                for k in dkim.published_keys(secrets, domain)}
+        assert {k.algorithm for k in dkim.active_keys(secrets, domain)} == {"rsa", "ed25519"}
+        got = _installed_keys(lab, h["short"])
+        assert {n: v[2] for n, v in got.items()} == want  # same bytes as the deploy machine's secrets
+        for mode, owner, _ in got.values():
+            assert mode == "640" and owner in ("root:_rspamd", "root:root")
+    keys_ops = [n for n, hosts in redeployed.changed().items() if n.startswith("DKIM")]
+    assert keys_ops == []  # the second deploy keeps the same selectors and keys
+
+
 def lab_env(st, domain):
     return next(x["environment"] for x in st["domains"] if x["domain"] == domain)
 
