@@ -1,13 +1,15 @@
 """The cached Debian 13 base root filesystem shared by every lab host (the overlay's lowerdir).
 
 Built with debootstrap through the apt cache, prepared (prepare() below), then kept as a zstd
-tarball CACHE_DIR/base-<key>.tar.zst, where <key> hashes the package list, the mirror URIs and
-this file's source. The tarball is extracted once to CACHE_DIR/base-<key>/ and used read-only by
-all labs. Nothing lab-specific (SSH keys, host keys, machine ids) is in the base.
+tarball CACHE_DIR/base-<key>.tar.zst, where <key> hashes the package list, the mirror URIs, the
+masked units and prepare()'s source (see cache_key). The tarball is extracted once to
+CACHE_DIR/base-<key>/ and used read-only by all labs. Nothing lab-specific (SSH keys, host keys,
+machine ids) is in the base. A build removes other keys' bases that no overlay uses any more.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -29,9 +31,11 @@ APT_PROXY = "http://198.51.100.1:3142"   # the lab gateway's apt bridge, same in
 
 
 def cache_key(mirrors: dict) -> str:
+    """Hash of what goes into the base: packages, mirrors, masked units, proxy and prepare()'s code."""
     h = hashlib.sha256()
-    h.update(json.dumps({"suite": SUITE, "packages": PACKAGES, "mirrors": mirrors}, sort_keys=True).encode())
-    h.update(Path(__file__).read_bytes())
+    h.update(json.dumps({"suite": SUITE, "packages": PACKAGES, "mirrors": mirrors, "masked": MASKED_UNITS,
+                         "proxy": APT_PROXY}, sort_keys=True).encode())
+    h.update(inspect.getsource(prepare).encode())
     return h.hexdigest()[:16]
 
 
@@ -81,6 +85,7 @@ def ensure_base(mirrors: dict, apt_port: int) -> Path:
             return root
         if not tarball.exists():
             _build(tarball, mirrors, apt_port)
+            _prune(key)
         t0 = time.monotonic()
         tmp = CACHE_DIR / f".extract-{key}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -117,8 +122,16 @@ def _build(tarball: Path, mirrors: dict, apt_port: int) -> None:
     log(f"base image: built {tarball.name} ({tarball.stat().st_size >> 20} MiB) in {time.monotonic() - t0:.1f}s")
 
 
-def prune(keep_key: str) -> None:
-    """Remove extracted bases and tarballs of other keys (not used by running labs: call with care)."""
+def _prune(keep_key: str) -> None:
+    """Remove other keys' bases that no overlay mount uses any more (called after a build)."""
+    with open("/proc/self/mountinfo") as f:
+        in_use = f.read()
     for p in CACHE_DIR.glob("base-*"):
-        if keep_key not in p.name:
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        if keep_key in p.name:
+            continue
+        if p.is_dir():
+            if f"lowerdir={p}" not in in_use:
+                shutil.rmtree(p, ignore_errors=True)
+                log(f"base image: removed unused {p.name}")
+        elif not (CACHE_DIR / p.name.split(".")[0]).exists():
+            p.unlink(missing_ok=True)
