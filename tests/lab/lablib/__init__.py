@@ -29,8 +29,8 @@ import topology  # noqa: E402
 
 from . import aptcache, image, worldca  # noqa: E402
 from .machines import Machines, netns_delete, netns_exists  # noqa: E402
-from .util import (LabError, Timer, flock, log, read_json, run, stop_pids, write_file,  # noqa: E402
-                   write_json)
+from .util import (LabError, Timer, flock, log, proc_snapshot, read_json, run, stop_pids,  # noqa: E402
+                   write_file, write_json)
 
 REPO_DIR = _LAB_DIR.parent.parent
 __all__ = ["Lab", "LabError", "topology"]
@@ -135,10 +135,16 @@ class Lab:
         }
 
     def is_up(self) -> bool:
-        return all(self.running_hosts().values()) and all(self.services_ok().values())
+        with proc_snapshot():
+            return all(self.running_hosts().values()) and all(self.services_ok().values())
 
     def status(self) -> dict:
+        with proc_snapshot():
+            return self._status()
+
+    def _status(self) -> dict:
         running = self.running_hosts()
+        services = self.services_ok()
         users = read_json(self.users_file, {}) or {}
         return {
             "lab_id": self.lab_id,
@@ -156,8 +162,8 @@ class Lab:
             "pdns": {"api_url": topology.PDNS_API_URL, "api_key_file": str(self.api_key_file)},
             "tsig_file": str(self.tsig_file),
             "gateway": {"ipv4": topology.GATEWAY_V4, "ipv6": topology.GATEWAY_V6},
-            "services": self.services_ok(),
-            "up": all(running.values()) and all(self.services_ok().values()),
+            "services": services,
+            "up": all(running.values()) and all(services.values()),
         }
 
     # ---------------- commands ----------------
@@ -344,6 +350,10 @@ class Lab:
 
     def _write_state(self, extra: dict) -> None:
         """state.json: the status document without passwords (they stay in users.json), plus extra."""
+        with proc_snapshot():
+            self._write_state_now(extra)
+
+    def _write_state_now(self, extra: dict) -> None:
         st = self.status()
         for d in st["domains"]:
             for u in d["users"]:

@@ -83,21 +83,43 @@ def flock(path):
 
 def proc_argv(pid: int) -> list[str] | None:
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     return raw.decode(errors="replace").split("\0")[:-1] if raw else None
 
 
+_snapshot: dict[int, list[str]] | None = None
+
+
+@contextlib.contextmanager
+def proc_snapshot():
+    """Within the block, find_procs reads one snapshot of the process table (for read-only queries)."""
+    global _snapshot
+    if _snapshot is not None:
+        yield
+        return
+    _snapshot = {pid: argv for pid in _pids() if (argv := proc_argv(pid))}
+    try:
+        yield
+    finally:
+        _snapshot = None
+
+
+def _pids():
+    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
+
+
 def find_procs(match) -> list[int]:
     """PIDs whose argv satisfies match(argv) (zombies and kernel threads skipped)."""
+    if _snapshot is not None:
+        return sorted(pid for pid, argv in _snapshot.items() if match(argv))
     pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        argv = proc_argv(int(entry))
+    for pid in _pids():
+        argv = proc_argv(pid)
         if argv and match(argv):
-            pids.append(int(entry))
+            pids.append(pid)
     return sorted(pids)
 
 
