@@ -22,8 +22,10 @@ lab: venv
 	$(LABCTL) up
 	$(MAKE) --no-print-directory lab-deploy
 
+# The deploy runs from the lab's outside world (its network namespace), where it reaches the hosts and the
+# DNS provider's API as a real deploy machine reaches real servers.
 lab-deploy: venv
-	MAILSTEAD_INVENTORY=lab $(BIN)/pyinfra -y inventory.py deploy.py
+	MAILSTEAD_INVENTORY=lab $(LABCTL) net -- $(BIN)/pyinfra -y inventory.py deploy.py
 
 lab-down:
 	$(LABCTL) down

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lablib import Lab  # noqa: E402
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
+LABCTL = str(ROOT / "tests" / "lab" / "labctl")
 
 
 def pytest_collection_modifyitems(items):
@@ -48,11 +49,12 @@ class DeployRun:
 
 
 def run_deploy(*args: str, env: dict | None = None, timeout: int = 1800) -> DeployRun:
-    """`pyinfra -y --json inventory.py deploy.py` against the lab, as `make lab` runs it."""
+    """`pyinfra -y --json inventory.py deploy.py` against the lab, as `make lab` runs it: from the lab's
+    outside world (`labctl net`), where the deploy machine reaches the hosts and the DNS provider's API."""
     full_env = dict(os.environ, MAILSTEAD_INVENTORY="lab", **(env or {}))
     start = time.monotonic()
     proc = subprocess.run(
-        [PYINFRA, "-y", "--json", *args, "inventory.py", "deploy.py"],
+        [LABCTL, "net", "--", PYINFRA, "-y", "--json", *args, "inventory.py", "deploy.py"],
         cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
     return DeployRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)

@@ -1,0 +1,38 @@
+"""The DNS stage, last in the deploy: the environment's records, planned while pyinfra prepares the run
+(so `--dry` prints the plan and changes nothing), applied when the run reaches the end.
+
+It runs for one host per environment (its first mail host), from the deploy machine, which must reach the
+provider's API (the lab runs pyinfra inside the lab's network for that). An up-to-date zone adds no
+operation at all, so a second deploy reports no change and makes no write call.
+"""
+
+from __future__ import annotations
+
+from pyinfra import logger
+from pyinfra.operations import python
+
+from mailstead import dns
+from mailstead.dns.plan import make_plan
+from mailstead.dns.providers import from_settings
+
+
+def deploy(settings) -> None:
+    if not dns.is_dns_host(settings):
+        return
+    env = dns.environment_for(settings)
+    records = dns.desired_records(env)
+    provider = from_settings(env.dns, env.secrets_dir)
+    if provider is None:
+        logger.info(f"DNS ({env.environment}): provider 'none'; publish these records yourself:")
+        for record in records:
+            for line in record.lines():
+                logger.info(f"  {line}")
+        return
+    plan = make_plan(provider, records, dns.zones(env), env.secrets_dir, env.environment)
+    logger.info(f"DNS plan for {env.environment}:\n{plan.render()}")
+    if plan.empty:
+        return
+    python.call(
+        name=f"DNS: apply {len(plan)} change(s) to {', '.join(z.zone for z in plan.zones if z.changes)}",
+        function=plan.apply,
+    )
