@@ -60,10 +60,8 @@ def deploy(settings, extra_settings: list[str] | None = None, imap_starttls: boo
     ``imap_starttls``: also listen on 143 (STARTTLS; plaintext AUTH stays refused)."""
     packages = apt.packages(name="Dovecot 2.4 (IMAP, LMTP, Sieve, ManageSieve, flatcurve)", packages=PACKAGES,
                             no_recommends=True)
-    # users/groups the config names must exist before doveconf checks it (opensmtpd.deploy creates them too)
-    server.group(name="virtual mail group", group=opensmtpd.VMAIL_USER, system=True)
-    server.user(name="virtual mail user", user=opensmtpd.VMAIL_USER, system=True, group=opensmtpd.VMAIL_USER,
-                home=opensmtpd.VMAIL_DIR, shell="/usr/sbin/nologin", ensure_home=False)
+    # users the config names (vmail, smtpd's user for the auth-smtpd listener) must exist before Dovecot starts
+    opensmtpd.ensure_users(settings)
 
     users = checked_file(name="Dovecot users (passwd-file)", dest=USERS_FILE, content=users_file(settings),
                          mode="640", user="root", group="dovecot")

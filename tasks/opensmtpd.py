@@ -184,6 +184,12 @@ def smtpd_conf(settings, filters=()) -> str:
 # ----------------------------------------------------------------------------- the stage
 
 
+def ensure_users(settings) -> None:
+    """smtpd's users and the virtual mail user. Dovecot's config names them too (auth-smtpd listener owner,
+    mail_uid), so tasks.dovecot calls this as well: whichever stage runs first creates them."""
+    _users(layout(settings))
+
+
 def _users(lay: Layout) -> None:
     server.group(name="smtpd queue group", group=lay.queue_user, system=True)
     server.user(name="smtpd unprivileged user", user=lay.user, system=True, group="nogroup",
