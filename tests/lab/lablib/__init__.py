@@ -205,7 +205,9 @@ class Lab:
             changed = []
             raise_inotify_limit()
             Path(self.names.run_dir).mkdir(parents=True, exist_ok=True)
-            port = aptcache.ensure_apt_cache(self.lab_id)
+            port, started = aptcache.ensure_apt_cache(self.lab_id)
+            if started:
+                changed.append("apt cache")
             t.step("apt cache")
             mirrors = aptcache.mirrors()
             base = image.ensure_base(mirrors, port)

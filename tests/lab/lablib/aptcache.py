@@ -143,15 +143,15 @@ def _listening(port: int) -> bool:
         return False
 
 
-def ensure_apt_cache(lab_id: str) -> int:
-    """Start (or reuse) the shared apt cache, register lab_id as a user; return its port."""
+def ensure_apt_cache(lab_id: str) -> tuple[int, bool]:
+    """Start (or reuse) the shared apt cache, register lab_id as a user; return (port, started)."""
     with flock(ACNG_LOCK):
         (ACNG_DIR / "users").mkdir(parents=True, exist_ok=True)
         (ACNG_DIR / "users" / lab_id).touch()
         state = read_json(ACNG_DIR / "state.json", {})
         pids = _acng_pids()
         if pids and state.get("port") and _listening(state["port"]):
-            return state["port"]
+            return state["port"], False
         stop_pids(pids)
         want = os.environ.get("MAILSTEAD_APT_CACHE_PORT")
         if want:
@@ -189,7 +189,7 @@ def ensure_apt_cache(lab_id: str) -> int:
             time.sleep(0.1)
         write_json(ACNG_DIR / "state.json", {"pid": pid, "port": port, "mirrors": m})
         log(f"apt cache: apt-cacher-ng pid {pid} on 127.0.0.1:{port}")
-        return port
+        return port, True
 
 
 def release_apt_cache(lab_id: str) -> None:

@@ -101,8 +101,9 @@ def ensure_base(mirrors: dict, apt_port: int) -> Path:
 
 def _build(tarball: Path, mirrors: dict, apt_port: int) -> None:
     t0 = time.monotonic()
+    for old in CACHE_DIR.glob(".build-*"):   # left by failed builds (builds are serialised by base.lock)
+        shutil.rmtree(old, ignore_errors=True)
     work = CACHE_DIR / f".build-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     log(f"base image: debootstrap {SUITE} (this takes about a minute)")
     env = dict(os.environ, http_proxy=f"http://127.0.0.1:{apt_port}")
