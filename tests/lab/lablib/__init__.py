@@ -205,8 +205,8 @@ class Lab:
             changed = []
             raise_inotify_limit()
             Path(self.names.run_dir).mkdir(parents=True, exist_ok=True)
-            port, started = aptcache.ensure_apt_cache(self.lab_id)
-            if started:
+            port, cache_started = aptcache.ensure_apt_cache(self.lab_id)
+            if cache_started:
                 changed.append("apt cache")
             t.step("apt cache")
             mirrors = aptcache.mirrors()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import topology  # tests/lab/topology.py, put on sys.path by lablib/__init__.py
-from .util import (VAR_DIR, LabError, alive, children, find_procs, log, run, spawn, stop_pids,
+from .util import (VAR_DIR, LabError, alive, children, find_procs, proc_argv, run, spawn, stop_pids,
                    write_file)
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -125,14 +125,9 @@ class Machines:
 
     def bridge_target_port(self) -> int | None:
         for pid in self.bridge_pids()["root"]:
-            for a in (x for x in (self._argv(pid) or []) if x.startswith("TCP:127.0.0.1:")):
+            for a in (x for x in (proc_argv(pid) or []) if x.startswith("TCP:127.0.0.1:")):
                 return int(a.rsplit(":", 1)[1])
         return None
-
-    @staticmethod
-    def _argv(pid):
-        from .util import proc_argv
-        return proc_argv(pid)
 
     # ---------------- hosts ----------------
     def mountpoint(self, short: str) -> Path:
