@@ -46,10 +46,11 @@ def token() -> str:
     return "tok" + uuid.uuid4().hex[:16]
 
 
-def swaks(lab, *args: str):
-    """Run swaks from the lab's outside world; returns the CompletedProcess (never raises)."""
-    return lab.net("swaks", "--timeout", SWAKS_TIMEOUT, "--helo", "outside.example", *args, check=False,
-                   timeout=120)
+def swaks(lab, *args: str, input_body: str | None = None):
+    """Run swaks from the lab's outside world; returns the CompletedProcess (never raises).
+    With `--body -`, `input_body` is the message body (read from stdin)."""
+    return lab.net("swaks", "--timeout", SWAKS_TIMEOUT, "--helo", "outside.example", *args, input=input_body,
+                   check=False, timeout=120)
 
 
 def replies(proc) -> list[str]:
