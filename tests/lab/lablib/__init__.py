@@ -27,7 +27,7 @@ if str(_LAB_DIR) not in sys.path:
 
 import topology  # noqa: E402
 
-from . import aptcache, image, worldca  # noqa: E402
+from . import aptcache, image, infralayer, worldca  # noqa: E402
 from .machines import Machines, netns_delete, netns_exists  # noqa: E402
 from .util import (LabError, Timer, flock, log, proc_snapshot, read_json, run, stop_pids,  # noqa: E402
                    write_file, write_json)
@@ -232,7 +232,11 @@ class Lab:
             started = []
             for h in topology.HOSTS:
                 if not self.m.host_ok(h.short):
-                    self.m.start_host(h, base, pubkey)
+                    layers = [base]
+                    if h.short == topology.INFRA:
+                        layer = infralayer.ensure_layer(base, port)
+                        layers = [layer, base] if layer else layers
+                    self.m.start_host(h, layers, pubkey)
                     started.append(h.short)
             if started:
                 changed.append("hosts " + " ".join(started))

@@ -123,15 +123,25 @@ def _build(tarball: Path, mirrors: dict, apt_port: int) -> None:
     log(f"base image: built {tarball.name} ({tarball.stat().st_size >> 20} MiB) in {time.monotonic() - t0:.1f}s")
 
 
-def _prune(keep_key: str) -> None:
-    """Remove other keys' bases that no overlay mount uses any more (called after a build)."""
+def lowerdirs_in_use() -> set[str]:
+    """Every overlay lower layer mounted in this mount namespace."""
+    used = set()
     with open("/proc/self/mountinfo") as f:
-        in_use = f.read()
-    for p in CACHE_DIR.glob("base-*"):
+        for line in f:
+            for opt in line.rstrip("\n").split(" - ", 1)[-1].split(" ")[-1].split(","):
+                if opt.startswith("lowerdir="):
+                    used.update(opt[len("lowerdir="):].split(":"))
+    return used
+
+
+def _prune(keep_key: str) -> None:
+    """Remove other keys' bases and infra layers that no overlay uses any more (called after a build)."""
+    in_use = lowerdirs_in_use()
+    for p in [*CACHE_DIR.glob("base-*"), *CACHE_DIR.glob("infra-*")]:
         if keep_key in p.name:
             continue
         if p.is_dir():
-            if f"lowerdir={p}" not in in_use:
+            if str(p) not in in_use:
                 shutil.rmtree(p, ignore_errors=True)
                 log(f"base image: removed unused {p.name}")
         elif not (CACHE_DIR / p.name.split(".")[0]).exists():

@@ -224,7 +224,8 @@ class Machines:
         d = self._host_keys(short)
         return [" ".join(p.read_text().split()[:2]) for p in sorted(d.glob("etc/ssh/ssh_host_*_key.pub"))]
 
-    def start_host(self, h: topology.Host, base: Path, authorized_key: str) -> int:
+    def start_host(self, h: topology.Host, layers: list[Path], authorized_key: str) -> int:
+        """Boot one host on an overlay of `layers` (read-only, topmost first) and its own upper dir."""
         short = h.short
         self.stop_host(short)
         upper, work = self.var_dir / short / "upper", self.var_dir / short / "work"
@@ -233,7 +234,7 @@ class Machines:
         for d in (upper, work, mnt):
             d.mkdir(parents=True, exist_ok=True)
         run(["mount", "-t", "overlay", f"lab-{self.n.machine(short)}", "-o",
-             f"lowerdir={base},upperdir={upper},workdir={work}", mnt])
+             f"lowerdir={':'.join(map(str, layers))},upperdir={upper},workdir={work}", mnt])
         # Host identity, written into the overlay's upper layer.
         keys = self._host_keys(short)
         write_file(mnt / "etc/hostname", h.fqdn + "\n")
