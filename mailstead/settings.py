@@ -12,7 +12,6 @@ The README's settings reference is generated from the field docstrings below
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 import types
 from dataclasses import dataclass, field
@@ -1332,23 +1331,6 @@ class EnvironmentSettings(_Model):
     def dmarc_record(self) -> str:
         order = [t for t in DMARC_TAGS if t in self.dmarc]
         return "; ".join(["v=DMARC1"] + [f"{t}={self.dmarc[t]}" for t in order])
-
-    @property
-    def mta_sts_policy(self) -> str:
-        """The MTA-STS policy file (CRLF lines, RFC 8461); lists every MX host, traps included."""
-        lines = ["version: STSv1", f"mode: {self.mta_sts_mode}"]
-        lines += [f"mx: {m.host}" for m in sorted(self.mx, key=lambda m: m.host)]
-        lines.append(f"max_age: {self.mta_sts_max_age}")
-        return "\r\n".join(lines) + "\r\n"
-
-    @property
-    def mta_sts_id(self) -> str:
-        """The `id=` of the _mta-sts TXT record: changes exactly when the policy changes."""
-        return hashlib.sha256(self.mta_sts_policy.encode()).hexdigest()[:20]
-
-    @property
-    def tls_rpt_record(self) -> str:
-        return f"v=TLSRPTv1; rua=mailto:{self.tls_rpt_email}"
 
     @classmethod
     def from_hosts(

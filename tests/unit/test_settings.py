@@ -390,17 +390,6 @@ def test_mx_preferences_and_environment_view(tmp_path):
     assert {(t.fqdn, t.position) for t in env.spamtraps} == {("trap1.example.org", "first"),
                                                              ("trap3.example.org", "last")}
     assert env.domains == ["example.org", "example.net"] and env.dns.provider == "powerdns"
-    assert "mx: trap3.example.org\r\n" in env.mta_sts_policy and env.mta_sts_policy.endswith("max_age: 604800\r\n")
-    assert env.tls_rpt_record == "v=TLSRPTv1; rua=mailto:postmaster@example.org"
-
-
-def test_mta_sts_id_changes_with_the_policy(tmp_path):
-    project = Project(tmp_path)
-    a = EnvironmentSettings.from_hosts(list(project.check().values()))
-    project.append("production.py", 'mta_sts_mode = "testing"')
-    b = EnvironmentSettings.from_hosts(list(project.check().values()))
-    assert a.mta_sts_id != b.mta_sts_id and len(a.mta_sts_id) == 20
-    assert a.mta_sts_id == EnvironmentSettings.from_hosts(list(Project(tmp_path / "x").check().values())).mta_sts_id
 
 
 def test_from_hosts_rejects_disagreeing_hosts_directly(tmp_path):
