@@ -14,7 +14,7 @@ Sockets: /run/dovecot/lmtp (vmail 0600, for smtpd's LMTP delivery), /run/dovecot
 
 from __future__ import annotations
 
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import apt, server, systemd
 from pyinfra.operations.util import any_changed
 
 from tasks import opensmtpd, tls

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 from dataclasses import dataclass
+from io import BytesIO
 
 from pyinfra import host
 from pyinfra.facts.files import FileContents
@@ -209,7 +210,7 @@ def _install_source(settings, lay: Layout) -> list:
     apt.packages(name="Debian's opensmtpd package is not used with a source build",
                  packages=["opensmtpd"], present=False)
     files.directory(name="/var/empty (smtpd chroot)", path="/var/empty", user="root", group="root", mode="755")
-    script = files.put(name="OpenSMTPD build script", src=str(tls.PROJECT_DIR / "files/opensmtpd/build-opensmtpd.sh"),
+    files.put(name="OpenSMTPD build script", src=str(tls.PROJECT_DIR / "files/opensmtpd/build-opensmtpd.sh"),
                        dest=BUILD_SCRIPT, mode="755", user="root", group="root")
     want = build_stamp(settings)
     have = host.get_fact(FileContents, path=STAMP)
@@ -230,16 +231,19 @@ def _install_source(settings, lay: Layout) -> list:
 
 
 def _unit(settings, lay: Layout):
-    from io import BytesIO
-
     return BytesIO(render("opensmtpd/opensmtpd.service.j2", version=settings.opensmtpd.version, prefix=PREFIX,
                           smtpd=lay.smtpd, config=lay.config).encode())
 
 
 def _install_package(settings, lay: Layout) -> list:
-    files.file(name="no mailstead-built opensmtpd unit with the package", path="/etc/systemd/system/opensmtpd.service",
-               present=False)
-    ops = [apt.packages(name="Debian's opensmtpd", packages=["opensmtpd", "python3"], no_recommends=True)]
+    ops = [files.file(name="no mailstead-built opensmtpd unit with the package",
+                      path="/etc/systemd/system/opensmtpd.service", present=False)]
+    ops.append(apt.packages(name="Debian's opensmtpd", packages=["opensmtpd", "python3"], no_recommends=True))
+    files.directory(name="opensmtpd unit drop-in directory", path="/etc/systemd/system/opensmtpd.service.d",
+                    mode="755")
+    ops.append(files.put(name="opensmtpd unit: check the config before start",
+                         src=BytesIO(f"[Service]\nExecStartPre={lay.smtpd} -n -f {lay.config}\n".encode()),
+                         dest="/etc/systemd/system/opensmtpd.service.d/mailstead.conf", mode="644"))
     ops.append(files.put(name="table-dovecot (SMTP AUTH via Dovecot)",
                          src=str(tls.PROJECT_DIR / "files/opensmtpd/table-dovecot"),
                          dest=f"{lay.libexec}/table-dovecot", mode="755", user="root", group="root"))

@@ -7,7 +7,6 @@ user would (the maildir, the IMAP view), never at template text.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
