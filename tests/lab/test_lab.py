@@ -172,6 +172,18 @@ print(json.dumps({"zones": zones, "signed": signed, "unsigned": unsigned, "other
     assert res["soa"].startswith("infra.lab.test. ")
 
 
+def test_restart_keeps_the_host_disk(lab):
+    lab.exec("trap2", "sh", "-c", "echo kept > /var/tmp/labtest-restart")
+    before = lab.m.init_pid("trap2")
+    p = labctl(lab, "restart", "trap2", timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert lab.m.init_pid("trap2") != before
+    assert lab.exec("trap2", "systemctl", "is-system-running", check=False).stdout.strip() == "running"
+    assert lab.exec("trap2", "cat", "/var/tmp/labtest-restart").stdout == "kept\n"
+    assert lab.is_up()
+    lab.exec("trap2", "rm", "/var/tmp/labtest-restart")
+
+
 def test_no_lab_route_or_address_in_the_root_namespace(lab):
     routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
     routes += subprocess.run(["ip", "-6", "route"], capture_output=True, text=True).stdout

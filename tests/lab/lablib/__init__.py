@@ -232,11 +232,7 @@ class Lab:
             started = []
             for h in topology.HOSTS:
                 if not self.m.host_ok(h.short):
-                    layers = [base]
-                    if h.short == topology.INFRA:
-                        layer = infralayer.ensure_layer(base, port)
-                        layers = [layer, base] if layer else layers
-                    self.m.start_host(h, layers, pubkey)
+                    self.m.start_host(h, self._layers(h, base, port), pubkey)
                     started.append(h.short)
             if started:
                 changed.append("hosts " + " ".join(started))
@@ -251,6 +247,29 @@ class Lab:
             self._write_state(self._up_record(t, changed))
             log(f"up: lab '{self.lab_id}' ready in {t.total():.1f}s ({'; '.join(changed) or 'nothing changed'})")
             return self.status()
+
+    @staticmethod
+    def _layers(h: topology.Host, base: Path, apt_port: int) -> list[Path]:
+        if h.short == topology.INFRA:
+            layer = infralayer.ensure_layer(base, apt_port)
+            if layer:
+                return [layer, base]
+        return [base]
+
+    def restart(self, host: str) -> None:
+        """Power-cycle one host: a clean halt, then a boot on the same disk (its overlay upper layer).
+        (A `reboot` inside a host ends its nspawn: use this, or `labctl up`, to bring it back.)"""
+        h = topology.host(host)
+        with flock(aptcache.lab_lock_path(self.lab_id)):
+            if not self.m.gateway_ok():
+                raise LabError(f"lab {self.lab_id} is not up: run labctl up")
+            port = aptcache.apt_cache_port() or aptcache.ensure_apt_cache(self.lab_id)[0]
+            base = image.ensure_base(aptcache.mirrors(), port)
+            self.m.stop_host(h.short)
+            self.m.start_host(h, self._layers(h, base, port), self.ssh_key.with_suffix(".pub").read_text())
+            self._wait_ready([h.short])
+            if h.short == topology.INFRA:
+                self._provision_infra()
 
     def _wait_ready(self, shorts, timeout=120) -> None:
         def one(short):
