@@ -228,7 +228,9 @@ def _kill_lab_processes(lab: Lab) -> int:
 
 
 def test_half_up_lab_recovers_and_tears_down_clean(lab):
-    other = Lab(f"t{os.getpid() % 10000}")
+    # Its id derives from the session lab's, so concurrent sessions (distinct lab ids) never share it,
+    # and its keys in .lab/<id>/ are reused by the next run.
+    other = Lab(f"{lab.lab_id[:6]}rc")
     assert other.lab_id != lab.lab_id
     try:
         other.up()
@@ -261,4 +263,3 @@ def test_half_up_lab_recovers_and_tears_down_clean(lab):
         assert (other.state_dir / "users.json").exists() and other.ssh_key.exists()
     finally:
         other.down()
-        subprocess.run(["rm", "-rf", str(other.state_dir)])
