@@ -285,8 +285,11 @@ class Lab:
                                    + self._diagnose(short))
                 time.sleep(0.3)
             left = max(5, deadline - time.monotonic())
-            p = self.exec(short, "systemctl", "is-system-running", "--wait", check=False, timeout=left)
-            state = p.stdout.strip()
+            try:
+                p = self.exec(short, "systemctl", "is-system-running", "--wait", check=False, timeout=left)
+                state = p.stdout.strip()
+            except subprocess.TimeoutExpired:
+                state = f"still starting after {timeout}s"
             if state != "running":
                 failed = self.exec(short, "systemctl", "--failed", "--no-legend", "--plain", check=False).stdout
                 log(f"WARNING {short}: system state {state!r}; failed units:\n{failed}")
