@@ -26,6 +26,7 @@ from io import BytesIO
 
 from pyinfra import host
 from pyinfra.facts.files import FileContents
+from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -34,13 +35,15 @@ from tasks.common import checked_file, enable_and_start, render
 
 PREFIX = "/opt/opensmtpd"
 STAMP = f"{PREFIX}/.mailstead-build"
+QUEUE_DIR = "/var/spool/smtpd"
+PACKAGE_DROPIN = "/etc/systemd/system/opensmtpd.service.d/mailstead.conf"
 TABLES_DIR = "/etc/mailstead/smtpd"
 LMTP_SOCKET = "/run/dovecot/lmtp"
 DOVECOT_AUTH_SOCKET = "/run/dovecot/auth-smtpd"
 VMAIL_USER = "vmail"
 VMAIL_DIR = "/var/vmail"
 # table file → its name in smtpd.conf
-TABLE_NAMES = {"domains": "domains", "virtuals": "virtuals", "recipients": "recipients", "sendermap": "sendermap", "aliases": "localaliases"}
+TABLE_NAMES = {"credentials": "credentials", "domains": "domains", "virtuals": "virtuals", "recipients": "recipients", "sendermap": "sendermap", "aliases": "localaliases"}
 BUILD_SCRIPT = "/usr/local/lib/mailstead/build-opensmtpd.sh"
 
 BUILD_PACKAGES = [
@@ -122,6 +125,26 @@ def _owned_senders(settings) -> dict[str, list[str]]:
     return out
 
 
+# schemes OpenSMTPD's own crypt_checkpass() verifies (libxcrypt): the fallback credentials table of package mode
+CRYPT_SCHEMES = ("{BLF-CRYPT}", "{SHA512-CRYPT}")
+
+
+def uses_dovecot_auth(settings) -> bool:
+    """SMTP AUTH through Dovecot (table-dovecot) — except with Debian 13's opensmtpd 7.6.0p1, which lowercases
+    the `user:password` key it hands to an auth table (mixed-case passwords never match). There, the package
+    mode verifies bcrypt/sha512-crypt hashes itself from a credentials table (ARGON2ID users cannot SMTP AUTH)."""
+    return settings.opensmtpd.source != "package"
+
+
+def credentials(settings) -> str:
+    lines = []
+    for u in settings.users:
+        for scheme in CRYPT_SCHEMES:
+            if u.password_hash.startswith(scheme):
+                lines.append(f"{u.address} {u.password_hash[len(scheme):]}\n")
+    return "# Managed by mailstead (tasks/opensmtpd.py): package mode only\n" + "".join(lines)
+
+
 def tables(settings) -> dict[str, str]:
     boxes = {u.address for u in settings.users}
     virt = [f"{a} {VMAIL_USER}" for a in sorted(boxes)]
@@ -134,7 +157,8 @@ def tables(settings) -> dict[str, str]:
     local_aliases = [f"{name}: {settings.admin_email}" for name in
                      ("root", "postmaster", "abuse", "mailer-daemon", "nobody", "hostmaster", "webmaster")]
     head = "# Managed by mailstead (tasks/opensmtpd.py)\n"
-    return {
+    out = {} if uses_dovecot_auth(settings) else {"credentials": credentials(settings)}
+    return out | {
         "domains": head + "".join(f"{d}\n" for d in settings.domains),
         "virtuals": head + "".join(f"{line}\n" for line in virt + catchall),
         "recipients": head + "".join(f"{a}\n" for a in recipients),
@@ -171,6 +195,7 @@ def smtpd_conf(settings, filters=()) -> str:
         tls_key=tls.KEY_PATH,
         tables_dir=TABLES_DIR,
         dovecot_auth_socket=DOVECOT_AUTH_SOCKET,
+        auth_table="dovecot" if uses_dovecot_auth(settings) else "credentials",
         filters=filters,
         chains=chains,
         inbound_chain=inbound_chain,
@@ -214,7 +239,7 @@ def _install_source(settings, lay: Layout) -> list:
                        dest=BUILD_SCRIPT, mode="755", user="root", group="root")
     want = build_stamp(settings)
     have = host.get_fact(FileContents, path=STAMP)
-    ops = []
+    ops = [files.file(name="no package-mode unit drop-in with a source build", path=PACKAGE_DROPIN, present=False)]
     if not have or have[0].strip() != want:
         args = [BUILD_SCRIPT, o.source, o.version, o.sha256 or "", STAMP, want, o.debian_suite,
                 o.upstream_url or "", "--", *configure_options(settings)]
@@ -243,11 +268,26 @@ def _install_package(settings, lay: Layout) -> list:
                     mode="755")
     ops.append(files.put(name="opensmtpd unit: check the config before start",
                          src=BytesIO(f"[Service]\nExecStartPre={lay.smtpd} -n -f {lay.config}\n".encode()),
-                         dest="/etc/systemd/system/opensmtpd.service.d/mailstead.conf", mode="644"))
+                         dest=PACKAGE_DROPIN, mode="644"))
     ops.append(files.put(name="table-dovecot (SMTP AUTH via Dovecot)",
                          src=str(tls.PROJECT_DIR / "files/opensmtpd/table-dovecot"),
                          dest=f"{lay.libexec}/table-dovecot", mode="755", user="root", group="root"))
     return ops
+
+
+def _adopt_queue(lay: Layout) -> list:
+    """After a switch between the source build (_smtpq) and Debian's package (opensmtpq), hand the existing
+    queue to the new queue user: smtpd refuses to start on a spool owned by another uid."""
+    other = "opensmtpq" if lay.queue_user == "_smtpq" else "_smtpq"
+    found = host.get_fact(Command, command=f"find {QUEUE_DIR} \\( -user {other} -o -group {other} \\) -print -quit "
+                                           "2>/dev/null || true")
+    if not found:
+        return []
+    return [server.shell(
+        name=f"Hand the queue from {other} to {lay.queue_user}",
+        commands=[f"chown -R --from={other} {lay.queue_user} {QUEUE_DIR}",
+                  f"chown -R --from=:{other} :{lay.queue_user} {QUEUE_DIR}"],
+    )]
 
 
 def deploy(settings, filters=()) -> None:
@@ -258,12 +298,22 @@ def deploy(settings, filters=()) -> None:
     else:
         install_ops = _install_source(settings, lay)
     systemd.daemon_reload(name="systemd daemon-reload (opensmtpd unit)", _if=any_changed(*install_ops))
+    install_ops += _adopt_queue(lay)
 
     files.directory(name="smtpd tables directory", path=TABLES_DIR, user="root", group="root", mode="755")
     table_ops = []
     for name, content in tables(settings).items():
+        private = name == "credentials"
         table_ops.append(checked_file(name=f"smtpd table {name}", dest=f"{TABLES_DIR}/{name}", content=content,
-                                      mode="644"))
+                                      mode="640" if private else "644"))
+    if uses_dovecot_auth(settings):
+        files.file(name="no credentials table (AUTH goes to Dovecot)", path=f"{TABLES_DIR}/credentials",
+                   present=False)
+    else:
+        skipped = [u.address for u in settings.users if not u.password_hash.startswith(CRYPT_SCHEMES)]
+        if skipped:
+            host.noop(f"SMTP AUTH unavailable with the opensmtpd package for {', '.join(skipped)} "
+                      "(ARGON2ID hash; use source = 'debian-archive' or a {BLF-CRYPT} hash)")
     conf = checked_file(
         name="smtpd.conf (checked with smtpd -n)",
         dest=lay.config,
