@@ -27,7 +27,7 @@ if str(_LAB_DIR) not in sys.path:
 
 import topology  # noqa: E402
 
-from . import aptcache, image, infralayer, worldca  # noqa: E402
+from . import aptcache, guard, image, infralayer, worldca  # noqa: E402
 from .machines import Machines, netns_delete, netns_exists  # noqa: E402
 from .util import (LabError, Timer, flock, log, proc_snapshot, read_json, run, stop_pids,  # noqa: E402
                    write_file, write_json)
@@ -196,6 +196,8 @@ class Lab:
                 log(f"up: waited {t.t0 - t0:.1f}s for another up/down of lab '{self.lab_id}'")
             if aptcache.ensure_host_packages():
                 t.step("host packages")
+            if guard.ensure():
+                t.step("root-namespace guard (nothing there may send to a lab prefix)")
             self._ensure_secrets()
             if self.is_up() and self._infra_ready():
                 self._write_ssh_files()
@@ -422,4 +424,6 @@ class Lab:
             t.step("apt cache")
             if self.state_file.exists():
                 self._write_state({})
+            if guard.remove_if_last():
+                t.step("root-namespace guard removed (no lab left)")
         log(f"down: lab '{self.lab_id}' stopped in {t.total():.1f}s")

@@ -23,7 +23,7 @@ from .util import (CACHE_DIR, LabError, find_procs, flock, log, read_json, run, 
                    stop_pids, write_file, write_json)
 
 HOST_PACKAGES = ("debootstrap", "systemd-container", "apt-cacher-ng", "socat", "dnsmasq-base",
-                 "openssh-client", "curl", "swaks", "openssl")
+                 "openssh-client", "curl", "swaks", "openssl", "nftables")
 
 ACNG_DIR = CACHE_DIR / "acng"
 ACNG_CONF = ACNG_DIR / "conf"
