@@ -406,3 +406,21 @@ def test_managesieve_upload_files_the_next_delivery(lab, deployed, staging, stat
     assert find_in_maildir(lab, staging["name"], "bob@staging.test", t, folder="Filed"), \
         "the message was not filed into 'Filed' by the uploaded Sieve script"
     assert not find_in_maildir(lab, staging["name"], "bob@staging.test", t, timeout=1), "also in INBOX"
+
+
+# ----------------------------------------------------------------------------- TLS versions
+
+
+@pytest.mark.parametrize("port,starttls", [(25, "smtp"), (465, None), (587, "smtp"), (993, None), (4190, "sieve")])
+def test_tls_1_1_is_refused_and_tls_1_2_accepted(lab, deployed, staging, port, starttls):
+    def handshake(version: str) -> str:
+        args = ["-connect", f"{staging['ipv4']}:{port}", version, "-cipher", "DEFAULT:@SECLEVEL=0"]
+        if starttls:
+            args += ["-starttls", starttls]
+        return lab.net("sh", "-c", "echo | timeout 20 openssl s_client " + " ".join(args) + " 2>&1",
+                       check=False).stdout
+
+    old = handshake("-tls1_1")
+    assert "Cipher is (NONE)" in old and "alert protocol version" in old, old[-1500:]
+    new = handshake("-tls1_2")
+    assert re.search(r"New, TLSv1\.2, Cipher is ECDHE-", new), new[-1500:]
