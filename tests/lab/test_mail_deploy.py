@@ -96,3 +96,16 @@ def test_second_deploy_changes_nothing_and_does_not_rebuild(lab, deployed, mail_
         assert _stat(lab, h["name"], STAMP) == before[h["name"]], "OpenSMTPD was rebuilt"
         assert (_since(lab, h["name"], "opensmtpd"), _since(lab, h["name"], "dovecot")) == units[h["name"]], \
             "a daemon was restarted by a no-op deploy"
+
+
+def test_deploy_output_never_shows_passwords_or_hashes(deployed, status):
+    """pyinfra's output of the full deploy (plan, operations, commands) holds no password and no hash."""
+    import json
+
+    output = deployed.stdout + deployed.stderr
+    hashes = json.loads((Path(status["state_dir"]) / "user-hashes.json").read_text())
+    secrets = [u["password"] for d in status["domains"] for u in d["users"]]
+    secrets += [entry["hash"].split("}", 1)[-1] for entry in hashes.values()]
+    assert len(secrets) >= 8
+    leaked = [s[:6] + "..." for s in secrets if s in output]
+    assert not leaked, f"secrets in the deploy output: {leaked}"
