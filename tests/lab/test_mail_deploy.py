@@ -28,7 +28,8 @@ def _since(lab, host: str, unit: str) -> str:
 
 
 def _broken_deploy(tmp_path: Path, host_name: str, body: str) -> subprocess.CompletedProcess:
-    """Run the real tasks with one deliberately broken value (the test's own deploy file, real pyinfra)."""
+    """Run the real tasks with one changed (usually deliberately broken) value: the test's own deploy file on
+    the real Settings of the host, real pyinfra."""
     deploy = tmp_path / "broken_deploy.py"
     deploy.write_text(textwrap.dedent(f"""
         import sys
@@ -109,3 +110,29 @@ def test_deploy_output_never_shows_passwords_or_hashes(deployed, status):
     assert len(secrets) >= 8
     leaked = [s[:6] + "..." for s in secrets if s in output]
     assert not leaked, f"secrets in the deploy output: {leaked}"
+
+
+def test_a_new_alias_takes_effect_without_restarting_smtpd(lab, deployed, mail_hosts, tmp_path):
+    staging = env_host(mail_hosts, "staging")
+    host = staging["name"]
+    alias = f"{token()}@staging.test"
+    before_unit = _since(lab, host, "opensmtpd")
+    body = f"""
+        settings = settings.model_copy(update={{"aliases": {{**settings.aliases, {alias!r}: ["bob@staging.test"]}}}})
+        opensmtpd.deploy(settings)
+    """
+    try:
+        run = _broken_deploy(tmp_path, host, body)  # not broken: the same helper, a valid extra alias
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+        t = token()
+        proc = swaks(lab, "--server", staging["ipv4"], "--from", "x@outside.example", "--to", alias,
+                     "--header", f"Subject: {t}")
+        assert "Message accepted" in proc.stdout, proc.stdout
+        assert find_in_maildir(lab, host, "bob@staging.test", t)
+        assert _since(lab, host, "opensmtpd") == before_unit, "smtpd was restarted for a table change"
+    finally:
+        run = _broken_deploy(tmp_path, host, "opensmtpd.deploy(settings)\n")
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    proc = swaks(lab, "--server", staging["ipv4"], "--from", "x@outside.example", "--to", alias,
+                 "--quit-after", "RCPT")
+    assert "550 Invalid recipient" in proc.stdout, proc.stdout
