@@ -41,7 +41,7 @@ def users_file(settings) -> str:
 def dovecot_conf(settings, extra_settings: list[str] | None = None, imap_starttls: bool = False) -> str:
     return render(
         "dovecot/dovecot.conf.j2",
-        listen="*, ::",
+        listen="*, ::" if settings.ipv6 else "*",
         fqdn=settings.fqdn,
         postmaster=settings.admin_email,
         extra_settings=list(extra_settings or []),

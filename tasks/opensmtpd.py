@@ -168,7 +168,9 @@ def tables(settings) -> dict[str, str]:
 
 
 def listen_addresses(settings) -> list[str]:
-    return ["0.0.0.0", "::"]
+    """Wildcards (the public address may sit behind 1:1 NAT); IPv6 only when the host publishes an IPv6 address
+    (binding :: fails on a host without IPv6)."""
+    return ["0.0.0.0", "::"] if settings.ipv6 else ["0.0.0.0"]
 
 
 def smtpd_conf(settings, filters=()) -> str:
