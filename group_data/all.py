@@ -6,8 +6,9 @@
 # Where DKIM keys, the lab CA and provider credentials live on the deploy machine (outside git; back it up).
 secrets_dir = "secrets"
 
-# Certificates: "acme" (Let's Encrypt by default) or "lab" (a private CA kept in secrets_dir).
-tls = {"mode": "acme"}
+# Certificates: "lab" = a private CA kept in secrets_dir (lab-ca/). "acme" (Let's Encrypt) is not available
+# in this version yet.
+tls = {"mode": "lab"}
 
 # DNS provider that receives the computed records. "none" only prints what to publish.
 # Example: {"provider": "powerdns", "api_url": "https://ns.example.org:8081", "secret_file": "pdns-api-key"}

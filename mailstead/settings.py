@@ -360,8 +360,9 @@ DNS_REQUIRED = {
 class Tls(_Model):
     """How the mail hosts get their certificates."""
 
-    mode: Literal["acme", "lab"] = "acme"
-    """'acme' = certificates from an ACME CA (Let's Encrypt by default); 'lab' = the lab's own CA."""
+    mode: Literal["acme", "lab"] = "lab"
+    """'lab' = certificates from a private CA kept in secrets_dir (lab-ca/); 'acme' = from an ACME CA
+    (Let's Encrypt) — not available in this version yet: the settings check refuses it."""
     acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
     """ACME directory URL."""
     acme_email: str | None = None
@@ -887,6 +888,10 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
         if len(s.roles) > 1:
             issues.append(("roles", "the host is in both mailservers and spamtraps; "
                                     "put it in one of the two groups in inventory.py"))
+    if s.tls.mode == "acme":
+        issues.append(("tls.mode", "'acme' (Let's Encrypt) is not available in this version of mailstead yet; "
+                                   "write tls = {'mode': 'lab'} (certificates from a private CA in secrets_dir) "
+                                   "until it is"))
     if s.is_spamtrap and s.spamtrap_position is None:
         issues.append(("spamtrap_position", "a spamtraps host needs a position; write spamtrap_position = 'first' "
                                             "(MX 10, rejects connections) or 'last' (MX 30, defers) in its host data"))

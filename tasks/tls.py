@@ -30,6 +30,8 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.operations import files, server
 
+from tasks.common import checked_file
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 TLS_DIR = "/etc/mailstead/tls"
 CERT_PATH = f"{TLS_DIR}/fullchain.pem"
@@ -204,8 +206,9 @@ def deploy(settings) -> list:
     ops: list = []
     if settings.tls.mode == "lab":
         key_pem, chain_pem, ca_pem = ensure_lab_host_cert(settings)
-        ops.append(files.put(name="TLS private key (lab CA)", src=BytesIO(key_pem), dest=KEY_PATH,
-                             user="root", group=TLS_GROUP, mode="640"))
+        # checked_file, not files.put: pyinfra's --diff would print a files.put source (the private key).
+        ops.append(checked_file(name="TLS private key (lab CA)", content=key_pem, dest=KEY_PATH,
+                                user="root", group=TLS_GROUP, mode="640"))
         ops.append(files.put(name="TLS certificate chain (lab CA)", src=BytesIO(chain_pem), dest=CERT_PATH,
                              user="root", group="root", mode="644"))
         trust = files.put(name="Trust the lab CA on the host", src=BytesIO(ca_pem), dest=LAB_CA_TRUST_PATH,

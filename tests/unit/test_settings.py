@@ -132,6 +132,8 @@ CASES = [
     ("unknown-nested-key", lambda p: p.append(
         "all.py", 'tls = {"mode": "acme", "acme_directry": "https://acme.example/dir"}'),
      ["group_data/all.py", "tls.acme_directry", "did you mean 'acme_directory'?"]),
+    ("acme-not-available-yet", lambda p: p.append("all.py", 'tls = {"mode": "acme"}'),
+     ["group_data/all.py", "tls.mode", "not available in this version", "write tls = {'mode': 'lab'}"]),
     ("missing-environment", lambda p: p.files.update(
         {"production.py": _drop(p.files["production.py"], "environment")}),
      ["group_data/production.py", "environment", "is missing", "write environment = 'production'"]),
