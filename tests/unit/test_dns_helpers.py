@@ -104,3 +104,12 @@ def no_sleep(record):
     def sleep(seconds):
         record.append(seconds)
     return sleep
+
+
+def run_stage(env, provider, dry=False):
+    """The deploy's DNS stage against ``provider``, its printed plan discarded; returns the Plan."""
+    import io
+
+    from mailstead.dns import stage
+
+    return stage(env, dry=dry, provider=provider, out=io.StringIO())

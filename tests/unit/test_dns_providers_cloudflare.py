@@ -11,16 +11,14 @@ https://developers.cloudflare.com/api/resources/dns/subresources/records/methods
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 
 import pytest
 
-from mailstead.dns import stage
 from mailstead.dns.plan import ApplyError
 from mailstead.dns.providers.cloudflare import Cloudflare
-from test_dns_helpers import FakeAPI, make_env, no_sleep
+from test_dns_helpers import FakeAPI, make_env, no_sleep, run_stage as run
 
 ZONE_ID = "023e105f4ecef8ad9ca31a8372d0c353"
 
@@ -111,9 +109,6 @@ def fake():
 def provider(fake, waits=None):
     return Cloudflare(FakeAPI.token, api_url=fake.url + "/client/v4", sleep=no_sleep([] if waits is None else waits))
 
-
-def run(env, p):
-    return stage(env, dry=False, provider=p, out=io.StringIO())
 
 
 def named(fake, name, rtype):

@@ -10,14 +10,12 @@ https://desec.readthedocs.io/en/latest/rate-limits.html (429 with ``Retry-After`
 
 from __future__ import annotations
 
-import io
 
 import pytest
 
-from mailstead.dns import stage
 from mailstead.dns.plan import ApplyError
 from mailstead.dns.providers.desec import DeSEC
-from test_dns_helpers import FakeAPI, make_env, no_sleep
+from test_dns_helpers import FakeAPI, make_env, no_sleep, run_stage as run
 
 
 class FakeDeSEC(FakeAPI):
@@ -96,9 +94,6 @@ def fake():
 def provider(fake, waits=None):
     return DeSEC(FakeAPI.token, api_url=fake.url + "/api/v1", sleep=no_sleep([] if waits is None else waits))
 
-
-def run(env, p):
-    return stage(env, dry=False, provider=p, out=io.StringIO())
 
 
 def test_one_bulk_call_min_ttl_foreign_records_kept_and_second_run_writes_nothing(fake, tmp_path):

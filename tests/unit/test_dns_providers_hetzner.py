@@ -10,16 +10,14 @@ quoted strings. The same paths are used by the official client hcloud-python (hc
 
 from __future__ import annotations
 
-import io
 import math
 import time
 
 import pytest
 
-from mailstead.dns import stage
 from mailstead.dns.plan import ApplyError
 from mailstead.dns.providers.hetzner import Hetzner
-from test_dns_helpers import FakeAPI, make_env, no_sleep
+from test_dns_helpers import FakeAPI, make_env, no_sleep, run_stage as run
 
 
 class FakeHetzner(FakeAPI):
@@ -132,9 +130,6 @@ def provider(fake, waits=None):
     p.action_poll_interval = 0
     return p
 
-
-def run(env, p, dry=False):
-    return stage(env, dry=dry, provider=p, out=io.StringIO())
 
 
 def test_full_apply_keeps_foreign_records_and_second_run_writes_nothing(fake, tmp_path):
