@@ -23,7 +23,9 @@ from .util import (CACHE_DIR, LabError, find_procs, flock, log, read_json, run, 
                    stop_pids, write_file, write_json)
 
 HOST_PACKAGES = ("debootstrap", "systemd-container", "apt-cacher-ng", "socat", "dnsmasq-base",
-                 "openssh-client", "curl", "swaks", "openssl", "nftables")
+                 "openssh-client", "curl", "swaks", "openssl", "nftables",
+                 # swaks speaks TLS only with these (Recommends, which --no-install-recommends skips)
+                 "libnet-ssleay-perl", "libio-socket-ssl-perl")
 
 ACNG_DIR = CACHE_DIR / "acng"
 ACNG_CONF = ACNG_DIR / "conf"
