@@ -19,7 +19,9 @@ PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 
 def timed(cmd: list[str], env: dict) -> float:
     start = time.monotonic()
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd[-3:])} failed:\n{proc.stderr[-4000:]}")
     return time.monotonic() - start
 
 
