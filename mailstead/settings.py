@@ -522,9 +522,11 @@ class Settings(_Model):
     chrony_set_clock: StrictBool = True
     """Let chronyd set the clock (False = chronyd -x, the lab)."""
     resolver_forwarders: list[str] = Field(default_factory=list)
-    """Unbound forwarders (IP addresses); [] = full recursion (needed for DNSBLs)."""
+    """Unbound forwarders (IP addresses); [] = full recursion (needed for DNSBLs). For the local-resolver
+    stage, which is not built yet: no task reads it in this version."""
     resolver_insecure_domains: list[str] = Field(default_factory=list)
-    """Domains Unbound treats as DNSSEC-insecure (e.g. 'test' in the lab)."""
+    """Domains Unbound treats as DNSSEC-insecure (e.g. 'test' in the lab). For the local-resolver stage,
+    which is not built yet."""
     apt_mirror: str | None = None
     """APT mirror URI to configure; None = keep the mirror already configured on the host."""
     ssh_allow_root_keys: StrictBool = True
