@@ -473,7 +473,7 @@ class Settings(_Model):
     """Environment name ([a-z0-9-], e.g. 'staging', 'production'); must be one of the host's inventory groups.
     Set it in group_data/<environment>.py."""
     spamtrap_position: Literal["first", "last"] | None = None
-    """Spamtrap hosts only: 'first' = MX preference 10 (rejects connections), 'last' = 30 (defers)."""
+    """Spamtrap hosts only: 'first' = MX preference 10, 'last' = 30 (both refuse connections in this version)."""
 
     # mail
     domains: list[str] = Field(min_length=1)
