@@ -11,11 +11,14 @@ The README's settings reference is generated from the field docstrings below
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import re
 import types
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from pydantic import (
@@ -400,20 +403,49 @@ class Tls(_Model):
         return value
 
 
+SIGNIFY_KEY_FIX = ("write signify_pubkey = 'keys/opensmtpd-20181026.pub' (a key file, relative to the project "
+                   "directory) or the key's two lines 'untrusted comment: ...\\nRW...'")
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def signify_key_problem(text: str) -> str | None:
+    """Why `text` is not a signify public key (None when it is one): a comment line 'untrusted comment: ...' and
+    one base64 line of 42 bytes: 'Ed' (Ed25519), an 8-byte key number, the 32-byte key (signify(1))."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) != 2 or not lines[0].startswith("untrusted comment: "):
+        return "a signify public key has two lines: 'untrusted comment: ...' and the base64 key"
+    try:
+        raw = base64.b64decode(lines[1].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return "its second line is not base64"
+    if len(raw) != 42 or raw[:2] != b"Ed":
+        return "its second line is not an Ed25519 signify public key (42 bytes starting with 'Ed')"
+    return None
+
+
 class OpenSmtpd(_Model):
     """Where OpenSMTPD comes from. Debian 13 carries 7.6; mailstead builds a newer release from source."""
 
     source: Literal["debian-archive", "upstream", "package"] = "debian-archive"
     """'debian-archive' = the .orig tarball of a newer Debian suite (checked against the signed Sources
-    index and `sha256`); 'upstream' = `upstream_url` checked against `sha256`; 'package' = trixie's package."""
+    index and `sha256`); 'upstream' = `upstream_url`, checked against `sha256` and/or upstream's signify
+    signature (`signify_pubkey`); 'package' = trixie's package."""
     version: str = "7.9.0p0"
     """OpenSMTPD version to build."""
     sha256: str | None = None
-    """Expected sha256 of the source tarball (64 lowercase hex digits); required for 'upstream'."""
+    """Expected sha256 of the source tarball (64 lowercase hex digits); required for 'upstream' unless
+    `signify_pubkey` is set (then, if given, it must match too)."""
     debian_suite: str = "forky"
     """Debian suite whose Sources index provides the tarball (source = 'debian-archive')."""
     upstream_url: str | None = None
-    """Tarball URL (source = 'upstream')."""
+    """Tarball URL (source = 'upstream'), e.g. 'https://www.opensmtpd.org/archives/opensmtpd-7.9.0p0.tar.gz'."""
+    signify_pubkey: str | None = None
+    """source = 'upstream': the signify public key that signs upstream's releases, as the path of the .pub file on
+    the deploy machine (relative to the project directory, or absolute) or as the key text (its two lines).
+    The host then fetches the signed checksum list next to the tarball (`upstream_url` with `.tar.gz` replaced by
+    `.sum.sig`, upstream's layout) and checks the tarball with Debian's `signify-openbsd -C` before building; a
+    bad signature fails the deploy and nothing is built or installed. OpenSMTPD publishes its key as
+    `opensmtpd-20181026.pub` in https://www.opensmtpd.org/archives/ (compare it out of band before you trust it)."""
     configure_options: list[str] = Field(default_factory=list)
     """Extra ./configure options."""
 
@@ -438,14 +470,65 @@ class OpenSmtpd(_Model):
             raise ValueError(f"{_show(value)} is not an OpenSMTPD version; write version = '7.9.0p0'")
         return value
 
+    @field_validator("signify_pubkey")
+    @classmethod
+    def _signify_pubkey(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if "\n" in value.strip() or value.lstrip().startswith("untrusted comment:"):
+            problem = signify_key_problem(value)
+            if problem:
+                raise ValueError(f"{_show(value)} is not a signify public key: {problem}; {SIGNIFY_KEY_FIX}")
+            return value
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else PROJECT_DIR / path
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"{_show(value)}: cannot read the key file {path} ({e.__class__.__name__}); "
+                             f"{SIGNIFY_KEY_FIX}") from None
+        problem = signify_key_problem(text)
+        if problem:
+            raise ValueError(f"{_show(value)}: {path} is not a signify public key: {problem}; {SIGNIFY_KEY_FIX}")
+        return value
+
     @model_validator(mode="after")
     def _upstream(self) -> "OpenSmtpd":
-        if self.source == "upstream" and (not self.upstream_url or not self.sha256):
+        if self.source == "upstream" and (not self.upstream_url or not (self.sha256 or self.signify_pubkey)):
             raise ValueError(
-                "source = 'upstream' needs upstream_url and sha256; write opensmtpd = {'source': 'upstream', "
-                "'upstream_url': 'https://.../opensmtpd-7.9.0p0.tar.gz', 'sha256': '<64 hex digits>'}"
+                "source = 'upstream' needs upstream_url and sha256 or signify_pubkey; write opensmtpd = "
+                "{'source': 'upstream', 'upstream_url': 'https://.../opensmtpd-7.9.0p0.tar.gz', "
+                "'signify_pubkey': 'keys/opensmtpd-20181026.pub'} (or 'sha256': '<64 hex digits>')"
+            )
+        if self.signify_pubkey and self.source != "upstream":
+            raise ValueError(
+                f"signify_pubkey is only used with source = 'upstream' (this is {self.source!r}); remove it or "
+                "write 'source': 'upstream'"
+            )
+        if self.signify_pubkey and not (self.upstream_url or "").endswith(".tar.gz"):
+            raise ValueError(
+                f"upstream_url {_show(self.upstream_url)} does not end in .tar.gz, so the signed checksum list "
+                "(<name>.sum.sig next to it) cannot be found; write upstream_url = "
+                "'https://www.opensmtpd.org/archives/opensmtpd-7.9.0p0.tar.gz'"
             )
         return self
+
+    def signify_key_text(self) -> str | None:
+        """The signify public key's two lines (read from the file when `signify_pubkey` is a path)."""
+        value = self.signify_pubkey
+        if value is None:
+            return None
+        if "\n" not in value.strip() and not value.lstrip().startswith("untrusted comment:"):
+            path = Path(value).expanduser()
+            value = (path if path.is_absolute() else PROJECT_DIR / path).read_text()
+        return "\n".join(line.strip() for line in value.strip().splitlines() if line.strip()) + "\n"
+
+    @property
+    def signify_sig_url(self) -> str | None:
+        """Upstream's signed checksum list next to the tarball: opensmtpd-<version>.sum.sig."""
+        if not self.signify_pubkey or not self.upstream_url:
+            return None
+        return self.upstream_url[: -len(".tar.gz")] + ".sum.sig"
 
 
 DEFAULT_NTP = ["time.cloudflare.com", "nts.netnod.se", "ptbtime1.ptb.de"]
@@ -513,6 +596,11 @@ class Settings(_Model):
     # OpenSMTPD
     opensmtpd: OpenSmtpd = Field(default_factory=OpenSmtpd)
     """OpenSMTPD source: {'source': 'debian-archive', 'version': '7.9.0p0', 'sha256': ..., ...}."""
+
+    # Dovecot
+    imap_starttls: StrictBool = False
+    """Also serve IMAP on port 143 with STARTTLS (login only after STARTTLS; plaintext AUTH stays refused);
+    False = 143 closed, IMAP only on 993 (implicit TLS)."""
 
     # time, resolver, system
     ntp_servers: list[str] = Field(default_factory=lambda: list(DEFAULT_NTP))

@@ -9,7 +9,7 @@ Files on the host:
   /var/vmail/<domain>/<user>/   home: Maildir/, sieve/, .dovecot.sieve, flatcurve index under Maildir
 Sockets: /run/dovecot/lmtp (vmail 0600, for smtpd's LMTP delivery), /run/dovecot/auth-smtpd
 (<smtpd user> 0600, for table-dovecot). Ports: 993 (IMAPS), 4190 (ManageSieve, STARTTLS);
-143 only with ``deploy(..., imap_starttls=True)`` (STARTTLS; a settings field for it is still to come).
+143 only with the setting ``imap_starttls = True`` (STARTTLS; LOGIN/AUTHENTICATE refused before it).
 """
 
 from __future__ import annotations
@@ -55,9 +55,11 @@ def dovecot_conf(settings, extra_settings: list[str] | None = None, imap_starttl
     )
 
 
-def deploy(settings, extra_settings: list[str] | None = None, imap_starttls: bool = False) -> None:
+def deploy(settings, extra_settings: list[str] | None = None, imap_starttls: bool | None = None) -> None:
     """``extra_settings``: raw dovecot.conf lines appended by other stages (e.g. IMAPSieve spam learning).
-    ``imap_starttls``: also listen on 143 (STARTTLS; plaintext AUTH stays refused)."""
+    ``imap_starttls``: also listen on 143 (STARTTLS; plaintext AUTH stays refused); None = the setting."""
+    if imap_starttls is None:
+        imap_starttls = settings.imap_starttls
     packages = apt.packages(name="Dovecot 2.4 (IMAP, LMTP, Sieve, ManageSieve, flatcurve)", packages=PACKAGES,
                             no_recommends=True)
     # users the config names (vmail, smtpd's user for the auth-smtpd listener) must exist before Dovecot starts

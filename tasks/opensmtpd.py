@@ -107,7 +107,8 @@ def configure_options(settings) -> list[str]:
 def build_stamp(settings) -> str:
     o = settings.opensmtpd
     opts = hashlib.sha256("\0".join(configure_options(settings)).encode()).hexdigest()[:16]
-    return f"opensmtpd {o.version} source={o.source} sha256={o.sha256 or 'signed-index:' + o.debian_suite} options={opts}"
+    checked = o.sha256 or ("signify" if o.source == "upstream" else "signed-index:" + o.debian_suite)
+    return f"opensmtpd {o.version} source={o.source} sha256={checked} options={opts}"
 
 
 # ----------------------------------------------------------------------------- tables
@@ -234,6 +235,9 @@ def _users(lay: Layout) -> None:
 def _install_source(settings, lay: Layout) -> list:
     o = settings.opensmtpd
     apt.packages(name="OpenSMTPD build dependencies", packages=BUILD_PACKAGES, no_recommends=True)
+    if o.signify_pubkey:
+        apt.packages(name="signify-openbsd (checks upstream's signed checksum list)", packages=["signify-openbsd"],
+                     no_recommends=True)
     apt.packages(name="Debian's opensmtpd package is not used with a source build",
                  packages=["opensmtpd"], present=False)
     files.directory(name="/var/empty (smtpd chroot)", path="/var/empty", user="root", group="root", mode="755")
@@ -244,8 +248,9 @@ def _install_source(settings, lay: Layout) -> list:
     ops = [files.file(name="no package-mode unit drop-in with a source build", path=PACKAGE_DROPIN, present=False)]
     if not have or have[0].strip() != want:
         args = [BUILD_SCRIPT, o.source, o.version, o.sha256 or "", STAMP, want, o.debian_suite,
-                o.upstream_url or "", "--", *configure_options(settings)]
-        ops.append(server.shell(name=f"Fetch, verify, build and install OpenSMTPD {o.version}",
+                o.upstream_url or "", o.signify_key_text() or "", "--", *configure_options(settings)]
+        check = " (signify)" if o.signify_pubkey else ""
+        ops.append(server.shell(name=f"Fetch, verify{check}, build and install OpenSMTPD {o.version}",
                                 commands=[" ".join(shlex.quote(a) for a in args)]))
     else:
         host.noop(f"OpenSMTPD {o.version} already built with these options")
