@@ -28,8 +28,11 @@ cd "$workdir"
 helper=/usr/lib/apt/apt-helper
 tarball="$workdir/opensmtpd-$version.tar.gz"
 
-if [ -z "$sha256" ] || [ -n "$signify_pubkey" ] || [ ! -s "$tarball" ] || ! echo "$sha256  $tarball" | sha256sum -c --status; then
-    rm -f "$tarball"
+# a signify-checked upstream tarball is fetched and verified again on every build, even when cached
+if [ -z "$sha256" ] || [ -n "$signify_pubkey" ] || [ ! -s "$tarball" ] ||
+        ! echo "$sha256  $tarball" | sha256sum -c --status; then
+    # (the signify path keeps a cached tarball until a new one has passed the check)
+    [ -n "$signify_pubkey" ] || rm -f "$tarball"
     case "$source_kind" in
     debian-archive)
         # Find the tarball through the signed Sources index of DEBIAN_SUITE, read by apt itself from the
@@ -91,7 +94,8 @@ SOURCES
                 echo "could not fetch the signed checksum list $sig_url: nothing was built or installed" >&2
                 exit 1
             }
-            if ! (cd "$tmp" && signify-openbsd -C -p upstream.pub -x "$name.sum.sig" "$name") >"$tmp/verify.log" 2>&1; then
+            if ! (cd "$tmp" && signify-openbsd -C -p upstream.pub -x "$name.sum.sig" "$name") \
+                    >"$tmp/verify.log" 2>&1; then
                 sed 's/^/  /' "$tmp/verify.log" >&2
                 echo "SIGNATURE CHECK FAILED for $name against $sig_url and opensmtpd.signify_pubkey:" \
                      "nothing was built or installed; the running smtpd is unchanged" >&2
