@@ -6,6 +6,7 @@ Python API (used by tests/lab/conftest.py and tests/lab/labctl):
     lab.up(); lab.is_up(); lab.status()  # -> dict (the `labctl status --json` document)
     lab.exec("mail-prod", "getent", "hosts", "mail.staging.test")   # -> CompletedProcess (text)
     lab.net("swaks", "--server", "198.51.100.12", ...)             # from the lab's outside world
+    lab.restart("mail-prod"); lab.rebuild("mail-staging")          # same disk / a fresh disk, same identity
     lab.down()
 """
 from __future__ import annotations
@@ -261,17 +262,36 @@ class Lab:
     def restart(self, host: str) -> None:
         """Power-cycle one host: a clean halt, then a boot on the same disk (its overlay upper layer).
         (A `reboot` inside a host ends its nspawn: use this, or `labctl up`, to bring it back.)"""
+        self._reboot(host, wipe=False)
+
+    def rebuild(self, host: str) -> float:
+        """Rebuild one host from scratch: stop it (running or not), wipe its disk changes (the overlay upper
+        layer), boot it from the pristine base image with the same name, addresses, machine id and SSH host
+        keys (known_hosts stays valid), and wait until it answers SSH and is running. Returns the seconds taken.
+        Everything a deploy put there is gone (rebuilding infra re-provisions PowerDNS with the seed zones)."""
+        took = self._reboot(host, wipe=True)
+        log(f"rebuild: {topology.host(host).short} booted fresh from the base image in {took:.1f}s")
+        return took
+
+    def _reboot(self, host: str, wipe: bool) -> float:
         h = topology.host(host)
         with flock(aptcache.lab_lock_path(self.lab_id)):
+            t = Timer(f"{'rebuild' if wipe else 'restart'} {h.short}")
             if not self.m.gateway_ok():
                 raise LabError(f"lab {self.lab_id} is not up: run labctl up")
             port = aptcache.apt_cache_port() or aptcache.ensure_apt_cache(self.lab_id)[0]
             base = image.ensure_base(aptcache.mirrors(), port)
-            self.m.stop_host(h.short)
+            self.m.stop_host(h.short, wipe=wipe)
+            if wipe and (self.m.var_dir / h.short).exists():
+                raise LabError(f"{h.short}: could not wipe its disk {self.m.var_dir / h.short}")
+            t.step("stop" + (" + wipe" if wipe else ""))
             self.m.start_host(h, self._layers(h, base, port), self.ssh_key.with_suffix(".pub").read_text())
             self._wait_ready([h.short])
+            t.step("boot (ssh + running)")
             if h.short == topology.INFRA:
                 self._provision_infra()
+                t.step("infra (PowerDNS, NTS)")
+            return t.total()
 
     def _wait_ready(self, shorts, timeout=120) -> None:
         def one(short):

@@ -6,6 +6,7 @@ name), so stale pid files cannot mislead `up`/`down`, and processes are ended by
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -252,7 +253,10 @@ class Machines:
         run(["ip", "netns", "add", hn])
         run(["ip", "-n", hn, "link", "set", "lo", "up"])
         run(["ip", "-n", gw, "link", "del", veth], check=False)
-        run(["ip", "-n", gw, "link", "add", veth, "type", "veth", "peer", "name", "host0"])
+        # A fixed MAC per host: after a restart/rebuild the neighbours' ARP/NDP caches still point at the right
+        # interface (a new random MAC left them sending to the old one for ~30-40 s).
+        run(["ip", "-n", gw, "link", "add", veth, "type", "veth", "peer", "name", "host0",
+             "address", self.host_mac(short)])
         run(["ip", "-n", gw, "link", "set", "host0", "netns", hn])
         run(["ip", "-n", gw, "link", "set", veth, "master", "br0", "up"])
         for cmd in (["link", "set", "host0", "name", "eth0"],
@@ -283,6 +287,11 @@ class Machines:
                     # /proc/sys/net writable: the host's own network namespace, so the deploy's sysctls apply.
                     env={"PATH": PATH, "LANG": "C.UTF-8", "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"})
         return pid
+
+    def host_mac(self, short: str) -> str:
+        """The host's eth0 MAC: locally administered unicast, derived from the lab id and the host."""
+        digest = hashlib.sha256(f"mailstead-lab/{self.n.lab_id}/{short}".encode()).digest()
+        return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
     def exec_argv(self, short: str, cmd, env: dict | None = None) -> list[str]:
         init = self.init_pid(short)
