@@ -115,60 +115,69 @@ def test_rebuilt_staging_host_keeps_its_identity_and_its_mail(lab, deployed, sta
     assert "Message accepted" in proc.stdout, proc.stdout
     assert find_in_maildir(lab, host, USER, old)
     assert _imap(lab, staging, status, [old]) == {"login": "OK", old: [f"Subject: {old}"]}
-    lab.exec(host, "systemctl", "stop", "opensmtpd", "dovecot")
-    backup = tmp_path / "vmail.tar"
-    with backup.open("wb") as f:
-        _labctl_exec(host, "tar", "-C", "/var/vmail", "-cpf", "-", ".", stdout=f)
+    progress = "stopped"
+    try:
+        lab.exec(host, "systemctl", "stop", "opensmtpd", "dovecot")
+        backup = tmp_path / "vmail.tar"
+        with backup.open("wb") as f:
+            _labctl_exec(host, "tar", "-C", "/var/vmail", "-cpf", "-", ".", stdout=f)
 
-    # ---- rebuild: a fresh disk from the base image, same name, addresses and SSH host keys
-    took = lab.rebuild("mail-staging")
-    print(f"\nrebuild of {host}: {took:.1f} s")
-    for path in ("/opt/opensmtpd", "/etc/dovecot/dovecot.conf", "/var/vmail", "/etc/mailstead"):
-        assert not _exists(lab, host, path), f"{path} survived the rebuild"
-    assert lab.ssh(host, "hostname", "-f").stdout.strip() == host  # strict known_hosts: same host keys
-    assert lab.exec(host, "cat", "/etc/machine-id").stdout == machine_id
-    assert lab.exec(host, "systemctl", "is-system-running", check=False).stdout.strip() == "running"
+        # ---- rebuild: a fresh disk from the base image, same name, addresses and SSH host keys
+        progress = "rebuilt"  # (a rebuild that fails part-way leaves the host wiped too)
+        took = lab.rebuild("mail-staging")
+        print(f"\nrebuild of {host}: {took:.1f} s")
+        for path in ("/opt/opensmtpd", "/etc/dovecot/dovecot.conf", "/var/vmail", "/etc/mailstead"):
+            assert not _exists(lab, host, path), f"{path} survived the rebuild"
+        assert lab.ssh(host, "hostname", "-f").stdout.strip() == host  # strict known_hosts: same host keys
+        assert lab.exec(host, "cat", "/etc/machine-id").stdout == machine_id
+        assert lab.exec(host, "systemctl", "is-system-running", check=False).stdout.strip() == "running"
 
-    # ---- the real deploy, limited to staging, from nothing but the deploy machine's files
-    run = run_deploy("--limit", "staging")
-    assert run.returncode == 0, f"redeploy of the rebuilt host failed:\n{run.stderr[-6000:]}"
-    print(f"redeploy of {host} after the rebuild: {run.seconds:.1f} s")
-    out = run.stdout + run.stderr
-    assert f"zone {DOMAIN} (powerdns): up to date" in out, out[-3000:]
-    assert not [n for n in run.changed() if n.startswith("DNS")], run.changed()
-    plan = drive(lab, env="staging", stage="plan")
-    assert plan["changes"] == [] and plan["calls"]["write"] == 0
+        # ---- the real deploy, limited to staging, from nothing but the deploy machine's files
+        run = run_deploy("--limit", "staging")
+        assert run.returncode == 0, f"redeploy of the rebuilt host failed:\n{run.stderr[-6000:]}"
+        print(f"redeploy of {host} after the rebuild: {run.seconds:.1f} s")
+        out = run.stdout + run.stderr
+        assert f"zone {DOMAIN} (powerdns): up to date" in out, out[-3000:]
+        assert not [n for n in run.changed() if n.startswith("DNS")], run.changed()
+        plan = drive(lab, env="staging", stage="plan")
+        assert plan["changes"] == [] and plan["calls"]["write"] == 0
 
-    assert {n: v[2] for n, v in _installed_keys(lab, host).items()} == want_keys  # same selectors, same keys
-    assert drive(lab, resolve=names)["answers"] == dns_before                   # the zone as it was
-    assert _served_pins(lab, staging, status) == {465: kept_pin, 993: kept_pin}  # same TLS key: DANE pin holds
+        assert {n: v[2] for n, v in _installed_keys(lab, host).items()} == want_keys  # same selectors, same keys
+        assert drive(lab, resolve=names)["answers"] == dns_before                   # the zone as it was
+        assert _served_pins(lab, staging, status) == {465: kept_pin, 993: kept_pin}  # same TLS key: DANE pin holds
 
-    # mail from the outside world is delivered again, and alice logs in with the same password
-    new = token()
-    proc = swaks(lab, "--server", staging["ipv4"], "--from", "after@outside.example", "--to", USER,
-                 "--header", f"Subject: {new}")
-    assert "Message accepted" in proc.stdout, proc.stdout
-    assert find_in_maildir(lab, host, USER, new)
-    assert _imap(lab, staging, status, [old, new]) == {"login": "OK", old: [], new: [f"Subject: {new}"]}
+        # mail from the outside world is delivered again, and alice logs in with the same password
+        new = token()
+        proc = swaks(lab, "--server", staging["ipv4"], "--from", "after@outside.example", "--to", USER,
+                     "--header", f"Subject: {new}")
+        assert "Message accepted" in proc.stdout, proc.stdout
+        assert find_in_maildir(lab, host, USER, new)
+        assert _imap(lab, staging, status, [old, new]) == {"login": "OK", old: [], new: [f"Subject: {new}"]}
 
-    # ---- the old mail copied back (README): next to what arrived since, owned by this host's vmail user.
-    # The copied uid lists renumber what arrived since, so every full-text index (old and new) is dropped and
-    # rebuilt: a stale one makes SEARCH answer with the wrong messages.
-    lab.exec(host, "systemctl", "stop", "opensmtpd", "dovecot")
-    with backup.open("rb") as f:
-        _labctl_exec(host, "tar", "-C", "/var/vmail", "-xpf", "-", stdin=f)
-    lab.exec(host, "sh", "-c", "find /var/vmail -type d -name fts-flatcurve -prune -exec rm -rf {} + && "
-             "chown -R vmail:vmail /var/vmail && systemctl start dovecot opensmtpd && "
-             "doveadm force-resync -A '*' && doveadm index -A '*'")
-    assert _imap(lab, staging, status, [old, new]) == {"login": "OK", old: [f"Subject: {old}"],
-                                                       new: [f"Subject: {new}"]}
+        # ---- the old mail copied back (README): next to what arrived since, owned by this host's vmail user.
+        # The copied uid lists renumber what arrived since, so every full-text index (old and new) is dropped and
+        # rebuilt: a stale one makes SEARCH answer with the wrong messages.
+        lab.exec(host, "systemctl", "stop", "opensmtpd", "dovecot")
+        with backup.open("rb") as f:
+            _labctl_exec(host, "tar", "-C", "/var/vmail", "-xpf", "-", stdin=f)
+        lab.exec(host, "sh", "-c", "find /var/vmail -type d -name fts-flatcurve -prune -exec rm -rf {} + && "
+                 "chown -R vmail:vmail /var/vmail && systemctl start dovecot opensmtpd && "
+                 "doveadm force-resync -A '*' && doveadm index -A '*'")
+        assert _imap(lab, staging, status, [old, new]) == {"login": "OK", old: [f"Subject: {old}"],
+                                                           new: [f"Subject: {new}"]}
 
-    # ---- and a second deploy changes nothing
-    again = run_deploy("--limit", "staging")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.changed() == {}, f"the second deploy after the rebuild changed: {again.changed()}"
-    assert lab.exec(host, "systemctl", "is-system-running", check=False).stdout.strip() == "running"
-    t = token()
-    proc = swaks(lab, "--server", staging["ipv4"], "--from", "later@outside.example", "--to", USER,
-                 "--header", f"Subject: {t}")
-    assert "Message accepted" in proc.stdout and find_in_maildir(lab, host, USER, t), proc.stdout
+        # ---- and a second deploy changes nothing
+        again = run_deploy("--limit", "staging")
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert again.changed() == {}, f"the second deploy after the rebuild changed: {again.changed()}"
+        assert lab.exec(host, "systemctl", "is-system-running", check=False).stdout.strip() == "running"
+        t = token()
+        proc = swaks(lab, "--server", staging["ipv4"], "--from", "later@outside.example", "--to", USER,
+                     "--header", f"Subject: {t}")
+        assert "Message accepted" in proc.stdout and find_in_maildir(lab, host, USER, t), proc.stdout
+        progress = "done"
+    finally:  # whatever failed, leave staging deployed and serving for the test files that run after this one
+        if progress == "rebuilt":
+            run_deploy("--limit", "staging")
+        elif progress == "stopped":
+            lab.exec(host, "systemctl", "start", "dovecot", "opensmtpd", check=False)
