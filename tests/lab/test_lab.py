@@ -263,3 +263,9 @@ def test_half_up_lab_recovers_and_tears_down_clean(lab):
         assert (other.state_dir / "users.json").exists() and other.ssh_key.exists()
     finally:
         other.down()
+
+
+def test_lab_passwords_cannot_be_mistaken_for_command_line_options(lab):
+    """swaks and friends take a password starting with '-' for an option (a CI run failed that way)."""
+    passwords = [u["password"] for d in lab.status()["domains"] for u in d["users"]]
+    assert passwords and all(p and p[0].isalnum() and len(p) >= 16 for p in passwords)

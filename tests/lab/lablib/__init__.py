@@ -48,6 +48,18 @@ def raise_inotify_limit() -> None:
         knob.write_text(str(INOTIFY_INSTANCES))
 
 
+def new_password() -> str:
+    """A random lab password that command-line tools cannot mistake for an option (no leading '-')."""
+    while True:
+        pw = secrets.token_urlsafe(18)
+        if usable_password(pw):
+            return pw
+
+
+def usable_password(pw) -> bool:
+    return isinstance(pw, str) and len(pw) >= 16 and pw[0].isalnum()
+
+
 class Lab:
     def __init__(self, lab_id: str | None = None, state_root: Path | None = None):
         self.lab_id = topology.lab_id(lab_id)
@@ -94,9 +106,10 @@ class Lab:
                  "-f", self.ssh_key])
         users = read_json(self.users_file, {}) or {}
         want = [a for d in topology.DOMAINS for a in d.addresses]
-        if any(a not in users for a in want):
+        if any(not usable_password(users.get(a)) for a in want):
             for a in want:
-                users.setdefault(a, secrets.token_urlsafe(18))
+                if not usable_password(users.get(a)):
+                    users[a] = new_password()
             write_json(self.users_file, users, 0o600)
         if not self.api_key_file.exists():
             write_file(self.api_key_file, secrets.token_hex(24) + "\n", 0o600)
