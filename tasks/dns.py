@@ -12,25 +12,15 @@ from pyinfra import logger
 from pyinfra.operations import python
 
 from mailstead import dns
-from mailstead.dns.plan import make_plan
-from mailstead.dns.providers import from_settings
 
 
 def deploy(settings) -> None:
     if not dns.is_dns_host(settings):
         return
     env = dns.environment_for(settings)
-    records = dns.desired_records(env)
-    provider = from_settings(env.dns, env.secrets_dir)
-    if provider is None:
-        logger.info(f"DNS ({env.environment}): provider 'none'; publish these records yourself:")
-        for record in records:
-            for line in record.lines():
-                logger.info(f"  {line}")
-        return
-    plan = make_plan(provider, records, dns.zones(env), env.secrets_dir, env.environment)
-    logger.info(f"DNS plan for {env.environment}:\n{plan.render()}")
-    if plan.empty:
+    plan, text = dns.prepare(env)
+    logger.info(f"DNS for {env.environment}:\n{text}")
+    if plan.empty:  # up to date, or provider 'none' (the text lists the records to publish)
         return
     python.call(
         name=f"DNS: apply {len(plan)} change(s) to {', '.join(z.zone for z in plan.zones if z.changes)}",

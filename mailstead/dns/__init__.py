@@ -2,7 +2,8 @@
 
 Entry points:
   desired_records(env)            every record of the environment (creates missing DKIM keys)
-  stage(env, dry)                 the deploy's DNS stage: plan, print, apply unless dry; returns the Plan
+  prepare(env)                    plan (read-only) + its text; the deploy's DNS stage (tasks/dns.py) uses it
+  stage(env, dry)                 plan, print, apply unless dry; returns the Plan (the CLI)
   python -m mailstead dns plan|apply --env ENV      (mailstead/dns/cli.py)
 """
 
@@ -14,7 +15,7 @@ from typing import Any, TextIO
 from mailstead.dns.plan import ApplyError, Plan, apply, make_plan
 from mailstead.dns.records import Record, _get, compute, zone_for_domain
 
-__all__ = ["desired_records", "zones", "stage", "environment_for", "is_dns_host", "Plan", "ApplyError", "Record"]
+__all__ = ["desired_records", "zones", "prepare", "stage", "environment_for", "is_dns_host", "Plan", "ApplyError", "Record"]
 
 
 def is_dns_host(settings: Any) -> bool:
@@ -84,27 +85,35 @@ def tls_hashes_from_secrets(env: Any) -> dict:
     return out
 
 
-def stage(env: Any, dry: bool, provider=None, out: TextIO | None = None) -> Plan:
-    """The deploy's DNS stage. Prints the plan; applies it unless ``dry``. Returns the Plan (empty plan =
-    nothing changed, no write call made). Provider 'none': prints the records to publish by hand."""
+def prepare(env: Any, provider=None) -> tuple[Plan, str]:
+    """Plan the environment's records against its provider (read-only) and render the plan for a person.
+
+    Provider 'none' gives an empty Plan and, as the text, the records to publish by hand."""
     from mailstead.dns.providers import from_settings
 
-    out = out or sys.stdout
     records = desired_records(env)
     secrets_dir = _get(env, "secrets_dir", default="secrets")
     if provider is None:
         provider = from_settings(_get(env, "dns"), secrets_dir)
     if provider is None:
-        print("DNS provider 'none': publish these records yourself:", file=out)
-        for r in records:
-            for line in r.lines():
-                print("  " + line, file=out)
-        return Plan(provider="none")
+        lines = ["DNS provider 'none': publish these records yourself:"]
+        lines += ["  " + line for r in records for line in r.lines()]
+        return Plan(provider="none"), "\n".join(lines)
     plan = make_plan(provider, records, zones(env), secrets_dir, _get(env, "environment"))
-    print(plan.render(), file=out)
-    if not dry and not plan.empty:
-        n = apply(plan, provider)
-        print(f"DNS: applied {n} change(s) with {provider.calls['write']} write call(s)", file=out)
-    elif not dry:
-        apply(plan, provider)  # records state only; makes no write call
+    return plan, plan.render()
+
+
+def stage(env: Any, dry: bool, provider=None, out: TextIO | None = None) -> Plan:
+    """The DNS CLI's stage. Prints the plan; applies it unless ``dry``. Returns the Plan (empty plan =
+    nothing changed, no write call made). Provider 'none': prints the records to publish by hand."""
+    out = out or sys.stdout
+    plan, text = prepare(env, provider)
+    print(text, file=out)
+    if plan.provider_obj is None or dry:
+        return plan
+    if not plan.empty:
+        n = plan.apply()
+        print(f"DNS: applied {n} change(s) with {plan.provider_obj.calls['write']} write call(s)", file=out)
+    else:
+        plan.apply()  # records state only; makes no write call
     return plan
