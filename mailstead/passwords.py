@@ -2,6 +2,7 @@
 
 Makes Dovecot ``{BLF-CRYPT}`` hashes (bcrypt, cost 12). The password is read from a tty prompt
 (asked twice) or as one line from stdin; only the hash is printed, never the password.
+The settings refuse bcrypt hashes of a cost below ``MIN_COST``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import bcrypt
 
 SCHEME = "{BLF-CRYPT}"
 COST = 12
+MIN_COST = 10  # the lowest bcrypt cost the settings accept (mailstead.settings)
 
 
 def hash_password(password: str, rounds: int = COST) -> str:
     """'{BLF-CRYPT}$2b$12$...' for a password (bcrypt uses at most the first 72 bytes)."""
+    if rounds < MIN_COST:
+        raise ValueError(f"bcrypt cost {rounds} is below {MIN_COST}; the settings would refuse the hash")
     raw = password.encode("utf-8")
     if not raw:
         raise ValueError("empty password")

@@ -19,18 +19,25 @@ import types
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
+from typing import Annotated, Any, Callable, Literal, Mapping, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictInt,
+    StrictStr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from mailstead.passwords import COST as BCRYPT_COST
+from mailstead.passwords import MIN_COST as BCRYPT_MIN_COST
 
 try:  # A clean one-paragraph message from the pyinfra CLI, no traceback (see SettingsError).
     from pyinfra.api.exceptions import PyinfraError
@@ -43,11 +50,14 @@ ROLES = ("mailservers", "spamtraps")
 DNS_PROVIDERS = ("powerdns", "rfc2136", "hetzner", "cloudflare", "desec", "none")
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5")
 HASH_SCHEMES = ("BLF-CRYPT", "ARGON2ID", "SHA512-CRYPT")
+# The part after the {SCHEME} prefix; always matched with fullmatch (never re.match, whose $ matches before a
+# trailing newline).
 HASH_PATTERNS = {
-    "BLF-CRYPT": re.compile(r"^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$"),
-    "ARGON2ID": re.compile(r"^\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$"),
-    "SHA512-CRYPT": re.compile(r"^\$6\$(rounds=\d+\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}$"),
+    "BLF-CRYPT": re.compile(r"\$2[aby]\$(?P<cost>0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}"),
+    "ARGON2ID": re.compile(r"\$argon2id\$v=19\$m=[0-9]+,t=[0-9]+,p=[0-9]+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+"),
+    "SHA512-CRYPT": re.compile(r"\$6\$(?:rounds=(?P<rounds>[0-9]{1,9})\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}"),
 }
+SHA512_MIN_ROUNDS = 5000  # glibc's default when a hash names no rounds
 HASH_FIX = 'write password_hash = "<output of python -m mailstead hash-password>"'
 DMARC_REMOVED_TAGS = {
     "pct": "DMARCbis (RFC 9989) removed pct; to test a policy write t = 'y' instead",
@@ -65,13 +75,30 @@ ENVIRONMENT_WIDE_FIELDS = (
     "domains", "users", "aliases", "admin_email", "dns", "dnssec", "dns_ttl", "dmarc",
     "mta_sts_mode", "mta_sts_max_age", "tls_rpt_email", "dkim_rsa_bits", "secrets_dir",
 )
+# Every pattern below is used with fullmatch() only: re.match() with a trailing $ accepts "value\n".
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_DOMAIN_RE = re.compile(rf"^({_LABEL}\.)+(?!\d+$)[a-z0-9-]{{2,63}}(?<!-)$")
-_LOCALPART_RE = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$", re.I)
-_QUOTA_RE = re.compile(r"^[1-9][0-9]*[KMGT]?$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_ENV_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_ENVVAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DOMAIN_RE = re.compile(rf"(?:{_LABEL}\.)+(?![0-9]+\Z)[a-z0-9-]{{2,63}}(?<!-)")
+_HOSTNAME_RE = re.compile(rf"(?:{_LABEL}\.)*(?![0-9]+\Z){_LABEL}")  # also one label ('localhost'), for URLs
+# Local parts: letters, digits and . _ + - only (never | / $ { } & # ' ...: OpenSMTPD runs '|cmd' and writes to
+# '/file' targets); no leading '-' or '.', no trailing '.', no '..'.
+_LOCALPART_RE = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_+-]*(?:\.[A-Za-z0-9_+-]+)*")
+LOCALPART_RULE = "letters, digits and . _ + - only, not starting with - or ., no .. and no trailing ."
+_QUOTA_RE = re.compile(r"[1-9][0-9]{0,15}[KMGT]?")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_ENV_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_ENVVAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_SUITE_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
+_VERSION_RE = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}(?:p[0-9]{1,4})?")
+_SERVER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_TSIG_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
+_PROFILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_CONFIGURE_OPTION_RE = re.compile(r"--[a-z0-9][a-z0-9-]{0,63}(?:=[A-Za-z0-9_.,:/+=@%-]{0,400})?")
+_DMARC_SIZE_RE = re.compile(r"[0-9]{1,15}[kmgt]?")
+# scheme://host[:port][/path]: no user:password@, no ?query or #fragment, a conservative path alphabet
+_URL_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)"
+                     r"(?::(?P<port>[0-9]{1,5}))?(?P<path>/[A-Za-z0-9._~+,:@=/-]*)?")
+# C0 controls, DEL, C1 controls (NEL U+0085 among them), LINE and PARAGRAPH SEPARATOR: never in a setting.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,7 +118,7 @@ class Issue:
         text = f"{self.source}: {self.field}: {self.message}" if self.field else f"{self.source}: {self.message}"
         if self.hosts:
             text += f" (host{'s' if len(self.hosts) > 1 else ''} {', '.join(self.hosts)})"
-        return text
+        return one_line(text)
 
 
 class SettingsError(CliError, PyinfraError):
@@ -139,9 +166,25 @@ class SettingsError(CliError, PyinfraError):
         )
 
 
+def one_line(text: str) -> str:
+    """`text` with any control character escaped the way repr() does ('\\n'): one message is one line."""
+    return _CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _show(value: Any, limit: int = 70) -> str:
+    """A value for a message: repr() (so a newline shows as \\n), shortened."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show_url(value: Any, limit: int = 70) -> str:
+    """Like _show, with a user:password@ part of a URL replaced by ***@ (a credential is never echoed)."""
+    if isinstance(value, str) and "://" in value:
+        scheme, _, rest = value.partition("://")
+        authority, slash, path = rest.partition("/")
+        if "@" in authority:
+            value = f"{scheme}://***@{authority.rsplit('@', 1)[1]}{slash}{path}"
+    return _show(value, limit)
 
 
 def _py(value: Any) -> str:
@@ -158,36 +201,272 @@ def _py(value: Any) -> str:
 
 
 def is_domain(name: str) -> bool:
-    return isinstance(name, str) and len(name) <= 253 and bool(_DOMAIN_RE.match(name))
-
-
-def split_address(address: str) -> tuple[str, str] | None:
-    if not isinstance(address, str) or address.count("@") != 1:
-        return None
-    local, domain = address.rsplit("@", 1)
-    if not _LOCALPART_RE.match(local) or len(local) > 64 or not is_domain(domain):
-        return None
-    return local, domain
+    return isinstance(name, str) and len(name) <= 253 and bool(_DOMAIN_RE.fullmatch(name))
 
 
 def _norm_domain(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.strip().lower().rstrip(".")
+    """Lowercase, without surrounding spaces and one trailing dot. Only a plain ASCII string is touched (a
+    control character is refused, never stripped; lower() could turn a non-ASCII letter into an ASCII one)."""
+    if isinstance(value, str) and value.isascii() and not _CONTROL_RE.search(value):
+        value = value.strip(" ").lower()
+        return value[:-1] if value.endswith(".") else value
     return value
 
 
-def _norm_address(value: Any) -> Any:
-    if isinstance(value, str) and "@" in value:
-        local, _, domain = value.strip().rpartition("@")
-        return f"{local}@{domain.lower().rstrip('.')}" if local else f"@{domain.lower().rstrip('.')}"
+class _Bad(ValueError):
+    """Why a value is refused. A message reads "<the value, repr-escaped> <this text>; write <the fix>"."""
+
+
+def _plain(value: str) -> str:
+    """`value` unless it holds a control character (newline, tab, NUL, DEL, C1, U+2028/U+2029)."""
+    m = _CONTROL_RE.search(value)
+    if m:
+        raise _Bad(f"contains a control character ({m.group()!r}); a setting is one line of printable text")
     return value
 
 
-def _check_address(value: Any, fieldname: str, example: str = "postmaster@example.org") -> str:
-    value = _norm_address(value)
-    if not isinstance(value, str) or split_address(value) is None:
-        raise ValueError(f"{_show(value)} is not an email address; write {fieldname} = {example!r}")
+def _dns_name_problem(name: str, what: str) -> str:
+    if not name.isascii():
+        first = next(c for c in name if not c.isascii())
+        return (f"is not {what} (it has the non-ASCII character {ascii(first)}; write an internationalized name "
+                "in its xn-- form)")
+    if len(name) > 253:
+        return f"is not {what} (longer than 253 characters)"
+    if any(len(label) > 63 for label in name.split(".")):
+        return f"is not {what} (a label is longer than 63 characters)"
+    return f"is not {what}"
+
+
+def _ip_literal(value: str) -> IPv4Address | IPv6Address | None:
+    """The IP address `value` is (None if it is none); an IPv6 scope id (fe80::1%eth0) is refused."""
+    try:
+        addr = ip_address(value)
+    except ValueError:
+        return None
+    if getattr(addr, "scope_id", None):
+        raise _Bad("is an IPv6 address with a scope id (%...), which names an interface of one machine; "
+                   "give the address without it")
+    return addr
+
+
+def _text(value: str) -> str:
+    _plain(value)
+    if not value.strip(" "):
+        raise _Bad("is empty")
     return value
+
+
+def _path(value: str) -> str:
+    _text(value)
+    if value != value.strip(" "):
+        raise _Bad("starts or ends with a space")
+    return value
+
+
+def _domain(value: str) -> str:
+    _plain(value)
+    name = _norm_domain(value)
+    if not is_domain(name):
+        raise _Bad(_dns_name_problem(name, "a domain name"))
+    return name
+
+
+def _fqdn(value: str) -> str:
+    _plain(value)
+    name = _norm_domain(value)
+    if not is_domain(name):
+        raise _Bad(_dns_name_problem(name, "a fully qualified host name"))
+    return name
+
+
+def _host_or_ip(value: str) -> str:
+    """A DNS host name or an IP address (no scope id)."""
+    _plain(value)
+    text = value.strip(" ")
+    if _ip_literal(text) is not None:
+        return text
+    name = _norm_domain(text)
+    if not is_domain(name):
+        raise _Bad(_dns_name_problem(name, "a host name or IP address"))
+    return name
+
+
+def _domain_or_label(value: str) -> str:
+    """A domain name or a single label such as the TLD 'test'."""
+    _plain(value)
+    name = _norm_domain(value)
+    if not (is_domain(name) or re.fullmatch(_LABEL, name)):
+        raise _Bad(_dns_name_problem(name, "a domain name"))
+    return name
+
+
+def _address(value: str) -> str:
+    """local@domain: the local part in LOCALPART_RULE, the domain a domain name (lowercased)."""
+    _plain(value)
+    text = value.strip(" ")
+    if text.count("@") != 1:
+        raise _Bad("is not an email address (write local-part@domain)")
+    local, domain = text.split("@")
+    if not local:
+        raise _Bad("is not an email address (nothing before the @)")
+    if len(local) > 64 or not _LOCALPART_RE.fullmatch(local):
+        raise _Bad(f"is not an email address this server accepts: its local part may have {LOCALPART_RULE} "
+                   "(at most 64 characters)")
+    name = _norm_domain(domain)
+    if not is_domain(name):
+        raise _Bad("is not an email address: after the @ " + _dns_name_problem(name, "a domain name"))
+    return f"{local}@{name}"
+
+
+def _alias_source(value: str) -> str:
+    """An address, or '@domain' (catch-all)."""
+    _plain(value)
+    text = value.strip(" ")
+    if text.startswith("@"):
+        name = _norm_domain(text[1:])
+        if not is_domain(name):
+            raise _Bad("is not a catch-all: after the @ " + _dns_name_problem(name, "a domain name"))
+        return "@" + name
+    return _address(text)
+
+
+def _pattern(regex: re.Pattern, problem: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        _plain(value)
+        if not regex.fullmatch(value):
+            raise _Bad(problem)
+        return value
+
+    return check
+
+
+_env_name = _pattern(_ENV_RE, "is not an environment name (lowercase letters, digits and '-', at most 63)")
+_suite = _pattern(_SUITE_RE, "is not a Debian suite name (lowercase letters, digits and '-', starting with a "
+                             "letter, at most 32)")
+_version = _pattern(_VERSION_RE, "is not an OpenSMTPD version (digits like 7.9.0 or 7.9.0p0)")
+_server_id = _pattern(_SERVER_ID_RE, "is not a PowerDNS server id (letters, digits, '.', '_' and '-')")
+_tsig_name = _pattern(_TSIG_NAME_RE, "is not a TSIG key name (dot-separated labels of letters, digits, '_' and '-')")
+_profile = _pattern(_PROFILE_RE, "is not an ACME profile name (letters, digits, '.', '_' and '-')")
+_configure_option = _pattern(
+    _CONFIGURE_OPTION_RE,
+    "is not a ./configure option: write '--name' or '--name=value' (a lowercase name; in the value only letters, "
+    "digits and . _ , : / + = @ % -, never spaces, quotes or shell characters such as ; $ ` | &)")
+
+
+def _forwarder(value: str) -> str:
+    """An IP address, optionally with @port (Unbound's forward-addr syntax)."""
+    _plain(value)
+    addr, at, port = value.partition("@")
+    if _ip_literal(addr) is None:
+        raise _Bad("is not an IP address (or address@port)")
+    if at and not (re.fullmatch(r"[0-9]{1,5}", port) and 0 < int(port) < 65536):
+        raise _Bad("has no port number after the @ (write address or address@port)")
+    return value
+
+
+def _url(value: str, what: str, schemes: tuple[str, ...], need_path: bool = False) -> str:
+    """scheme://host[:port][/path] with a scheme in `schemes`, a DNS name or IP literal as host, no
+    user:password@, no query or fragment, a path of letters, digits and . _ ~ + , : @ = / - only."""
+    _plain(value)
+    if any(c.isspace() for c in value):
+        raise _Bad(f"is not {what} (it contains whitespace)")
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in schemes:
+        raise _Bad(f"is not {what}")
+    if "@" in rest.split("/", 1)[0]:
+        raise _Bad(f"is not {what}: it carries a user name or password (user:password@), which never belongs here")
+    if "?" in value or "#" in value:
+        raise _Bad(f"is not {what}: it has a query (?...) or a fragment (#...)")
+    m = _URL_RE.fullmatch(value)
+    if not m:
+        raise _Bad(f"is not {what} (scheme://host[:port]/path with letters, digits and . _ ~ + , : @ = / - "
+                   "in the path)")
+    host = m["host"]
+    if host.startswith("["):
+        try:
+            ok = isinstance(ip_address(host[1:-1]), IPv6Address)
+        except ValueError:
+            ok = False
+    else:
+        try:
+            ok = ip_address(host).version == 4
+        except ValueError:
+            name = _norm_domain(host)
+            ok = len(name) <= 253 and bool(_HOSTNAME_RE.fullmatch(name))
+    if not ok:
+        raise _Bad(f"is not {what}: {host!r} is not a host name or IP address")
+    if m["port"] and not 0 < int(m["port"]) < 65536:
+        raise _Bad(f"is not {what}: port {m['port']} is outside 1..65535")
+    if need_path and not m["path"]:
+        raise _Bad(f"is not {what}: it has no path (write the directory, e.g. .../debian)")
+    return value
+
+
+def _checked(check: Callable[[str], str], example: str, show: Callable[[Any], str] = _show) -> BeforeValidator:
+    """The validator of a string type: `check` validates (and normalizes) the value. A refused value raises a
+    'mailstead_value' error whose text is "<value, repr-escaped> <problem>"; `_issue_from_error` adds the fix
+    (the field's own example, else `example`)."""
+
+    def validate(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # pydantic reports the type
+        try:
+            return check(value)
+        except _Bad as e:
+            raise PydanticCustomError(
+                "mailstead_value", "{text}", {"example": example, "text": f"{show(value)} {e}"}) from None
+
+    return BeforeValidator(validate)
+
+
+# Reusable string types: every free string of every model below is one of these (or has its own validator),
+# full-match validated, without control characters. StrictStr: pydantic would otherwise turn bytes into a str
+# after the check.
+PlainText = Annotated[StrictStr, _checked(_text, "'...'")]
+LocalPath = Annotated[StrictStr, _checked(_path, "'secrets/...'")]
+DomainName = Annotated[StrictStr, _checked(_domain, "'example.org'")]
+HostName = Annotated[StrictStr, _checked(_fqdn, "'mx1.example.org'")]
+ServerName = Annotated[StrictStr, _checked(_host_or_ip, "'ns1.example.org'")]  # a host name or an IP address
+ZoneOrLabel = Annotated[StrictStr, _checked(_domain_or_label, "'test'")]
+Address = Annotated[StrictStr, _checked(_address, "'postmaster@example.org'")]
+AliasSource = Annotated[StrictStr, _checked(_alias_source, "'info@example.org'")]  # an address or '@domain'
+EnvironmentName = Annotated[StrictStr, _checked(_env_name, "'production'")]
+SuiteName = Annotated[StrictStr, _checked(_suite, "'forky'")]
+OpensmtpdVersion = Annotated[StrictStr, _checked(_version, "'7.9.0p0'")]
+ServerId = Annotated[StrictStr, _checked(_server_id, "'localhost'")]
+TsigKeyName = Annotated[StrictStr, _checked(_tsig_name, "'mailstead'")]
+AcmeProfile = Annotated[StrictStr, _checked(_profile, "'tlsserver'")]
+ConfigureOption = Annotated[StrictStr, _checked(_configure_option, "'--with-auth-pam=smtpd'")]
+Forwarder = Annotated[StrictStr, _checked(_forwarder, "'198.51.100.1'")]
+MirrorUrl = Annotated[StrictStr, _checked(
+    lambda v: _url(v, "an http(s) mirror URI", ("http", "https"), need_path=True), "'http://mirror.example.org/debian'",
+    show=_show_url)]
+def _download_url(value: str) -> str:
+    """https, or plain http to a loopback / documentation-range IP literal only (the providers' rule)."""
+    from mailstead.dns.providers.urls import plain_http_allowed  # stdlib-only module
+
+    what = "an https URL (plain http only to a loopback or documentation-range IP address)"
+    _url(value, what, ("http", "https"))
+    if value.lower().startswith("http://") and not plain_http_allowed(urlsplit(value).hostname):
+        raise _Bad(f"is not {what}")
+    return value
+
+
+HttpsUrl = Annotated[StrictStr, _checked(_download_url, "'https://...'", show=_show_url)]
+AcmeDirectoryUrl = Annotated[StrictStr, _checked(
+    lambda v: _url(v, "an https URL (ACME servers use HTTPS, RFC 8555)", ("https",)),
+    "'https://acme-v02.api.letsencrypt.org/directory'", show=_show_url)]
+
+
+def split_address(address: Any) -> tuple[str, str] | None:
+    """(local part, domain) of an acceptable address (domain lowercased); None if it is not one."""
+    if not isinstance(address, str):
+        return None
+    try:
+        local, _, domain = _address(address).rpartition("@")
+    except _Bad:
+        return None
+    return local, domain
 
 
 def quota_bytes(quota: str) -> int:
@@ -206,31 +485,33 @@ class _Model(BaseModel):
 class User(_Model):
     """A mailbox. Its login is the address; aliases are set in the top-level ``aliases``."""
 
-    address: str
-    """The mailbox address (login name), in one of `domains`."""
-    password_hash: str
+    address: Address
+    """The mailbox address (login name), in one of `domains`; its local part may have letters, digits and
+    . _ + - only."""
+    password_hash: StrictStr
     """Dovecot scheme-prefixed strong hash: `{BLF-CRYPT}$2b$...`, `{ARGON2ID}$argon2id$...` or
     `{SHA512-CRYPT}$6$...`. Make one with `python -m mailstead hash-password`. Never a plaintext password."""
-    quota: str | None = None
+    quota: StrictStr | None = None
     """Mailbox quota such as '2G' or '500M' (units K, M, G, T); None = no quota."""
-
-    @field_validator("address", mode="before")
-    @classmethod
-    def _address(cls, value: Any) -> Any:
-        return _check_address(value, "address", "alice@example.org")
 
     @field_validator("password_hash", mode="before")
     @classmethod
     def _password_hash(cls, value: Any) -> Any:
+        """Messages never show the value (it may be a password typed into the wrong key)."""
         if not isinstance(value, str):
             return value  # pydantic reports the type
-        m = re.match(r"^\{([A-Z0-9.-]+)\}(.*)$", value)
+        m = re.match(r"\{([A-Z0-9.-]+)\}", value)
         if not m:
             raise ValueError(
                 "is not a Dovecot scheme-prefixed hash (a plaintext password? its value is not shown); "
                 + HASH_FIX
             )
-        scheme, rest = m.group(1), m.group(2)
+        if _CONTROL_RE.search(value) or any(c.isspace() for c in value):
+            raise ValueError(
+                "contains whitespace or a control character such as a trailing newline (its value is not shown); "
+                "a hash is one word; " + HASH_FIX
+            )
+        scheme, rest = m.group(1), value[m.end():]
         if scheme not in HASH_PATTERNS:
             raise ValueError(
                 f"unknown or weak hash scheme {{{scheme}}} (allowed: "
@@ -238,8 +519,20 @@ class User(_Model):
                 + "); "
                 + HASH_FIX
             )
-        if not HASH_PATTERNS[scheme].match(rest):
+        parts = HASH_PATTERNS[scheme].fullmatch(rest)
+        if not parts:
             raise ValueError(f"is not a well-formed {{{scheme}}} hash (value not shown); " + HASH_FIX)
+        weak = None
+        if scheme == "BLF-CRYPT" and int(parts["cost"]) < BCRYPT_MIN_COST:
+            weak = f"is a {{BLF-CRYPT}} hash of cost {parts['cost']}, below the minimum cost {BCRYPT_MIN_COST}"
+        if scheme == "SHA512-CRYPT" and parts["rounds"] and int(parts["rounds"]) < SHA512_MIN_ROUNDS:
+            weak = (f"is a {{SHA512-CRYPT}} hash of rounds={int(parts['rounds'])}, below the default "
+                    f"{SHA512_MIN_ROUNDS}")
+        if weak:
+            raise ValueError(
+                f"{weak} (value not shown): too cheap to guess; re-hash the password with `python -m mailstead "
+                f"hash-password` (bcrypt, cost {BCRYPT_COST}) and " + HASH_FIX
+            )
         return value
 
     @field_validator("quota", mode="before")
@@ -247,10 +540,11 @@ class User(_Model):
     def _quota(cls, value: Any) -> Any:
         if value is None:
             return value
-        text = value.strip().upper() if isinstance(value, str) else value
+        plain = isinstance(value, str) and value.isascii() and not _CONTROL_RE.search(value)
+        text = value.strip(" ").upper() if plain else value
         if isinstance(text, str) and text.endswith("B") and len(text) > 1 and text[-2] in "KMGT":
             text = text[:-1]
-        if not isinstance(text, str) or not _QUOTA_RE.match(text):
+        if not plain or not _QUOTA_RE.fullmatch(text):
             raise ValueError(f"{_show(value)} is not a quota; write quota = '2G' (a number with K, M, G or T)")
         return text
 
@@ -273,40 +567,38 @@ class DnsProvider(_Model):
     provider: Literal["powerdns", "rfc2136", "hetzner", "cloudflare", "desec", "none"] = "none"
     """DNS provider adapter: powerdns, rfc2136, hetzner, cloudflare, desec, or none (print the records only)."""
     api_url: str | None = None
-    """HTTP API base URL (required for powerdns, e.g. 'http://ns1.example.org:8081'; optional override for
-    hetzner/cloudflare/desec)."""
-    server_id: str = "localhost"
+    """HTTP API base URL (required for powerdns, e.g. 'https://ns1.example.org:8081'; optional override for
+    hetzner/cloudflare/desec). https only; plain http is accepted only to a loopback or documentation IP
+    address (127.0.0.1, ::1, 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)."""
+    server_id: ServerId = "localhost"
     """PowerDNS server id in the API path (/api/v1/servers/<server_id>)."""
-    server: str | None = None
+    server: ServerName | None = None
     """Primary name server to send RFC 2136 updates to (rfc2136; host name or IP address)."""
     port: StrictInt = 53
     """Port of the RFC 2136 server."""
-    tsig_key_name: str | None = None
+    tsig_key_name: TsigKeyName | None = None
     """TSIG key name (rfc2136)."""
-    tsig_algorithm: str = "hmac-sha256"
+    tsig_algorithm: StrictStr = "hmac-sha256"
     """TSIG algorithm (rfc2136)."""
-    zone: str | None = None
+    zone: DomainName | None = None
     """The zone that holds the records; None = each mail domain is its own zone."""
-    secret_file: str | None = None
+    secret_file: LocalPath | None = None
     """Credential reference: a file (relative to `secrets_dir`, or absolute; mode 0600) holding the API token
     / TSIG secret."""
-    secret_env: str | None = None
+    secret_env: StrictStr | None = None
     """Credential reference: the name of an environment variable holding the API token / TSIG secret."""
-
-    @field_validator("zone", mode="before")
-    @classmethod
-    def _zone(cls, value: Any) -> Any:
-        value = _norm_domain(value)
-        if value is not None and not is_domain(value):
-            raise ValueError(f"{_show(value)} is not a DNS zone name; write zone = 'example.org'")
-        return value
 
     @field_validator("api_url")
     @classmethod
     def _api_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{_show(value)} is not an http(s) URL; write api_url = 'https://ns1.example.org:8081'")
-        return value.rstrip("/") if value else value
+        if value is None:
+            return value
+        from mailstead.dns.providers.urls import check_api_url  # the providers' rule (stdlib-only module)
+
+        try:
+            return check_api_url(value)
+        except ValueError as exc:  # the message starts with the URL (credentials in it never shown)
+            raise ValueError(f"{exc}; write api_url = 'https://ns1.example.org:8081'") from None
 
     @field_validator("tsig_algorithm")
     @classmethod
@@ -330,7 +622,7 @@ class DnsProvider(_Model):
     @field_validator("secret_env")
     @classmethod
     def _secret_env(cls, value: str | None) -> str | None:
-        if value is not None and not _ENVVAR_RE.match(value):
+        if value is not None and not _ENVVAR_RE.fullmatch(value):
             raise ValueError(
                 "is not an environment variable name (is it the secret itself? value not shown); "
                 "write secret_env = 'MAILSTEAD_DNS_TOKEN'"
@@ -351,7 +643,7 @@ class DnsProvider(_Model):
 
 # provider -> (required fields, what to write)
 DNS_REQUIRED = {
-    "powerdns": [("api_url", "'http://ns1.example.org:8081'"), ("secret", None)],
+    "powerdns": [("api_url", "'https://ns1.example.org:8081'"), ("secret", None)],
     "rfc2136": [("server", "'ns1.example.org'"), ("tsig_key_name", "'mailstead'"), ("secret", None)],
     "hetzner": [("secret", None)],
     "cloudflare": [("secret", None)],
@@ -366,41 +658,18 @@ class Tls(_Model):
     mode: Literal["acme", "lab"] = "lab"
     """'lab' = certificates from a private CA kept in secrets_dir (lab-ca/); 'acme' = from an ACME CA
     (Let's Encrypt) — not available in this version yet: the settings check refuses it."""
-    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_directory: AcmeDirectoryUrl = "https://acme-v02.api.letsencrypt.org/directory"
     """ACME directory URL."""
-    acme_email: str | None = None
+    acme_email: Address | None = None
     """ACME account contact address; None = admin_email."""
-    acme_ca_bundle: str | None = None
+    acme_ca_bundle: LocalPath | None = None
     """CA bundle that verifies the ACME server's TLS certificate (a lab pebble); None = system CAs."""
-    acme_profile: str | None = None
+    acme_profile: AcmeProfile | None = None
     """ACME certificate profile to ask for (e.g. 'tlsserver'); None = the CA's default."""
-    caa_issuer: str = "letsencrypt.org"
+    caa_issuer: DomainName = "letsencrypt.org"
     """Issuer domain published in the CAA records of every mail domain."""
-    lab_ca_dir: str | None = None
+    lab_ca_dir: LocalPath | None = None
     """Directory of the lab CA (lab only)."""
-
-    @field_validator("acme_directory")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https://[^/\s]+", value):
-            raise ValueError(
-                f"{_show(value)} is not an https URL (ACME servers use HTTPS, RFC 8555); write acme_directory = "
-                "'https://acme-v02.api.letsencrypt.org/directory'"
-            )
-        return value
-
-    @field_validator("acme_email", mode="before")
-    @classmethod
-    def _email(cls, value: Any) -> Any:
-        return None if value is None else _check_address(value, "acme_email", "hostmaster@example.org")
-
-    @field_validator("caa_issuer", mode="before")
-    @classmethod
-    def _caa(cls, value: Any) -> Any:
-        value = _norm_domain(value)
-        if isinstance(value, str) and not is_domain(value):
-            raise ValueError(f"{_show(value)} is not an issuer domain; write caa_issuer = 'letsencrypt.org'")
-        return value
 
 
 SIGNIFY_KEY_FIX = ("write signify_pubkey = 'keys/opensmtpd-20181026.pub' (a key file, relative to the project "
@@ -411,6 +680,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 def signify_key_problem(text: str) -> str | None:
     """Why `text` is not a signify public key (None when it is one): a comment line 'untrusted comment: ...' and
     one base64 line of 42 bytes: 'Ed' (Ed25519), an 8-byte key number, the 32-byte key (signify(1))."""
+    bad = _CONTROL_RE.search(text.replace("\r", "").replace("\n", ""))
+    if bad:
+        return f"it contains a control character ({bad.group()!r})"
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if len(lines) != 2 or not lines[0].startswith("untrusted comment: "):
         return "a signify public key has two lines: 'untrusted comment: ...' and the base64 key"
@@ -430,44 +702,38 @@ class OpenSmtpd(_Model):
     """'debian-archive' = the .orig tarball of a newer Debian suite (checked against the signed Sources
     index and `sha256`); 'upstream' = `upstream_url`, checked against `sha256` and/or upstream's signify
     signature (`signify_pubkey`); 'package' = trixie's package."""
-    version: str = "7.9.0p0"
+    version: OpensmtpdVersion = "7.9.0p0"
     """OpenSMTPD version to build."""
-    sha256: str | None = None
+    sha256: StrictStr | None = None
     """Expected sha256 of the source tarball (64 lowercase hex digits); required for 'upstream' unless
     `signify_pubkey` is set (then, if given, it must match too)."""
-    debian_suite: str = "forky"
+    debian_suite: SuiteName = "forky"
     """Debian suite whose Sources index provides the tarball (source = 'debian-archive')."""
-    upstream_url: str | None = None
-    """Tarball URL (source = 'upstream'), e.g. 'https://www.opensmtpd.org/archives/opensmtpd-7.9.0p0.tar.gz'."""
-    signify_pubkey: str | None = None
+    upstream_url: HttpsUrl | None = None
+    """Tarball URL (source = 'upstream'; https only), e.g.
+    'https://www.opensmtpd.org/archives/opensmtpd-7.9.0p0.tar.gz'."""
+    signify_pubkey: StrictStr | None = None
     """source = 'upstream': the signify public key that signs upstream's releases, as the path of the .pub file on
     the deploy machine (relative to the project directory, or absolute) or as the key text (its two lines).
     The host then fetches the signed checksum list next to the tarball (`upstream_url` with `.tar.gz` replaced by
     `.sum.sig`, upstream's layout) and checks the tarball with Debian's `signify-openbsd -C` before building; a
     bad signature fails the deploy and nothing is built or installed. OpenSMTPD publishes its key as
     `opensmtpd-20181026.pub` in https://www.opensmtpd.org/archives/ (compare it out of band before you trust it)."""
-    configure_options: list[str] = Field(default_factory=list)
-    """Extra ./configure options."""
+    configure_options: list[ConfigureOption] = Field(default_factory=list)
+    """Extra ./configure options, each '--name' or '--name=value' (no spaces, quotes or shell characters)."""
 
     @field_validator("sha256", mode="before")
     @classmethod
     def _sha(cls, value: Any) -> Any:
         if isinstance(value, str):
-            lowered = value.strip().lower()
+            lowered = value.strip(" ").lower()
             if lowered.startswith("sha256:"):
                 lowered = lowered[7:]
-            if not _SHA256_RE.match(lowered):
+            if not _SHA256_RE.fullmatch(lowered):
                 raise ValueError(
                     f"{_show(value)} is not a sha256 digest; write sha256 = '<64 hex digits from sha256sum>'"
                 )
             return lowered
-        return value
-
-    @field_validator("version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        if not re.match(r"^\d+\.\d+\.\d+(p\d+)?$", value):
-            raise ValueError(f"{_show(value)} is not an OpenSMTPD version; write version = '7.9.0p0'")
         return value
 
     @field_validator("signify_pubkey")
@@ -475,7 +741,11 @@ class OpenSmtpd(_Model):
     def _signify_pubkey(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if "\n" in value.strip() or value.lstrip().startswith("untrusted comment:"):
+        key_text = "\n" in value.strip() or value.lstrip().startswith("untrusted comment:")
+        bad = _CONTROL_RE.search(value.replace("\n", "") if key_text else value)  # key text: lines, nothing else
+        if bad:
+            raise ValueError(f"{_show(value)} contains a control character ({bad.group()!r}); {SIGNIFY_KEY_FIX}")
+        if key_text:
             problem = signify_key_problem(value)
             if problem:
                 raise ValueError(f"{_show(value)} is not a signify public key: {problem}; {SIGNIFY_KEY_FIX}")
@@ -542,30 +812,30 @@ class Settings(_Model):
     """The settings of one host (built from its group_data and host data)."""
 
     # host facts
-    fqdn: str
+    fqdn: HostName
     """The host's name in DNS; defaults to its inventory name."""
     ipv4: IPv4Address | None = None
     """Public IPv4 address (A record, SPF); set in the host data in inventory.py."""
     ipv6: IPv6Address | None = None
     """Public IPv6 address (AAAA record, SPF); set in the host data in inventory.py."""
-    roles: tuple[str, ...] = ()
+    roles: tuple[Literal["mailservers", "spamtraps"], ...] = ()
     """Roles, from the host's inventory groups: 'mailservers' or 'spamtraps' (not a group_data key)."""
-    groups: tuple[str, ...] = ()
+    groups: tuple[PlainText, ...] = ()
     """All inventory groups of the host (not a group_data key)."""
-    environment: str
+    environment: EnvironmentName
     """Environment name ([a-z0-9-], e.g. 'staging', 'production'); must be one of the host's inventory groups.
     Set it in group_data/<environment>.py."""
     spamtrap_position: Literal["first", "last"] | None = None
     """Spamtrap hosts only: 'first' = MX preference 10, 'last' = 30 (both refuse connections in this version)."""
 
     # mail
-    domains: list[str] = Field(min_length=1)
+    domains: list[DomainName] = Field(min_length=1)
     """Mail domains served by this environment; the first is the primary domain."""
     users: list[User] = Field(default_factory=list)
     """Mailboxes: [{'address': ..., 'password_hash': ..., 'quota': '2G'}, ...]."""
-    aliases: dict[str, list[str]] = Field(default_factory=dict)
+    aliases: dict[AliasSource, list[Address]] = Field(default_factory=dict)
     """Aliases: source address (or '@domain' catch-all) -> list of targets (local or remote addresses)."""
-    admin_email: str
+    admin_email: Address
     """Postmaster / report address (DMARC rua, TLS-RPT, ACME account). Required."""
 
     # DNS
@@ -586,11 +856,11 @@ class Settings(_Model):
     """MTA-STS policy mode: enforce, testing or none."""
     mta_sts_max_age: StrictInt = 604800
     """MTA-STS policy max_age in seconds (86400 .. 31557600)."""
-    tls_rpt_email: str | None = None
+    tls_rpt_email: Address | None = None
     """TLS-RPT report address; None = admin_email."""
     dkim_rsa_bits: StrictInt = 2048
     """RSA DKIM key size: 2048, 3072 or 4096 (less than 2048 is weak, RFC 8301)."""
-    secrets_dir: str = "secrets"
+    secrets_dir: LocalPath = "secrets"
     """Directory of secrets on the deploy machine (relative to the project directory); never in git."""
 
     # OpenSMTPD
@@ -603,37 +873,27 @@ class Settings(_Model):
     False = 143 closed, IMAP only on 993 (implicit TLS)."""
 
     # time, resolver, system
-    ntp_servers: list[str] = Field(default_factory=lambda: list(DEFAULT_NTP))
+    ntp_servers: list[ServerName] = Field(default_factory=lambda: list(DEFAULT_NTP))
     """NTS time servers for chrony."""
-    ntp_trusted_certs: str | None = None
+    ntp_trusted_certs: LocalPath | None = None
     """CA certificate file on the deploy machine that chrony trusts for NTS (the lab's); None = system CAs."""
     chrony_set_clock: StrictBool = True
     """Let chronyd set the clock (False = chronyd -x, the lab)."""
-    resolver_forwarders: list[str] = Field(default_factory=list)
+    resolver_forwarders: list[Forwarder] = Field(default_factory=list)
     """Unbound forwarders (IP addresses); [] = full recursion (needed for DNSBLs). For the local-resolver
     stage, which is not built yet: no task reads it in this version."""
-    resolver_insecure_domains: list[str] = Field(default_factory=list)
+    resolver_insecure_domains: list[ZoneOrLabel] = Field(default_factory=list)
     """Domains Unbound treats as DNSSEC-insecure (e.g. 'test' in the lab). For the local-resolver stage,
     which is not built yet."""
-    apt_mirror: str | None = None
-    """APT mirror URI to configure; None = keep the mirror already configured on the host."""
+    apt_mirror: MirrorUrl | None = None
+    """APT mirror URI to configure (http or https, without user:password@); None = keep the mirror already
+    configured on the host."""
     ssh_allow_root_keys: StrictBool = True
     """Allow root login with SSH keys (password login is always off)."""
     unattended_upgrades: StrictBool = True
     """Install and enable unattended-upgrades."""
 
     # ---------------------------------------------------------------- field validators
-
-    @field_validator("fqdn", mode="before")
-    @classmethod
-    def _fqdn(cls, value: Any) -> Any:
-        value = _norm_domain(value)
-        if isinstance(value, str) and not is_domain(value):
-            raise ValueError(
-                f"{_show(value)} is not a fully qualified host name; name the host 'mx1.example.org' in "
-                "inventory.py (connect to an address with ssh_hostname) or write fqdn = 'mx1.example.org'"
-            )
-        return value
 
     @field_validator("ipv4", mode="before")
     @classmethod
@@ -648,10 +908,9 @@ class Settings(_Model):
     @field_validator("environment")
     @classmethod
     def _environment(cls, value: str) -> str:
-        if not _ENV_RE.match(value) or value in ROLES or value == "all":
+        if value in ROLES or value == "all":
             raise ValueError(
-                f"{_show(value)} is not an environment name (lowercase letters, digits, '-'; not a role); "
-                "write environment = 'production'"
+                f"{_show(value)} is not an environment name (it is a role or 'all'); write environment = 'production'"
             )
         return value
 
@@ -661,27 +920,19 @@ class Settings(_Model):
         if isinstance(value, str):
             raise ValueError(f"{_show(value)} is a string, not a list; write domains = [{_norm_domain(value)!r}]")
         if isinstance(value, (list, tuple)):
-            out = [_norm_domain(v) for v in value]
-            for i, d in enumerate(out):
-                if isinstance(d, str) and not is_domain(d):
-                    raise ValueError(
-                        f"domains[{i}] = {_show(value[i])} is not a domain name; write a name like 'example.org'"
-                    )
-            dupes = sorted({d for d in out if out.count(d) > 1 and isinstance(d, str)})
+            out = []
+            for i, d in enumerate(value):
+                if isinstance(d, str):
+                    try:
+                        d = _domain(d)
+                    except _Bad as e:
+                        raise ValueError(f"domains[{i}] = {_show(d)} {e}; write a name like 'example.org'") from None
+                out.append(d)
+            dupes = sorted({d for d in out if isinstance(d, str) and out.count(d) > 1})
             if dupes:
                 raise ValueError(f"{', '.join(dupes)} is listed twice; list each domain once")
             return out
         return value
-
-    @field_validator("admin_email", mode="before")
-    @classmethod
-    def _admin_email(cls, value: Any) -> Any:
-        return _check_address(value, "admin_email", "postmaster@example.org")
-
-    @field_validator("tls_rpt_email", mode="before")
-    @classmethod
-    def _tls_rpt(cls, value: Any) -> Any:
-        return None if value is None else _check_address(value, "tls_rpt_email", "tlsrpt@example.org")
 
     @field_validator("aliases", mode="before")
     @classmethod
@@ -690,28 +941,27 @@ class Settings(_Model):
             return value
         out: dict[Any, Any] = {}
         for source, targets in value.items():
-            src = _norm_address(source)
-            if not isinstance(src, str) or not (
-                (src.startswith("@") and is_domain(src[1:])) or split_address(src) is not None
-            ):
-                raise ValueError(
-                    f"source {_show(source)} is not an address or '@domain' catch-all; "
-                    "write aliases = {'info@example.org': ['alice@example.org']}"
-                )
+            fix = "write aliases = {'info@example.org': ['alice@example.org']}"
+            if not isinstance(source, str):
+                raise ValueError(f"source {_show(source)} is not an address or '@domain' catch-all; {fix}")
+            try:
+                src = _alias_source(source)
+            except _Bad as e:
+                raise ValueError(f"source {_show(source)} {e}; {fix}") from None
+            fix = f"write aliases = {{{src!r}: ['alice@example.org']}}"
             if isinstance(targets, str):
                 targets = [targets]  # a single target is fine
             if isinstance(targets, (list, tuple)):
                 norm = []
                 for t in targets:
-                    tn = _norm_address(t)
-                    if not isinstance(tn, str) or split_address(tn) is None:
-                        raise ValueError(
-                            f"target {_show(t)} of {src} is not an email address; "
-                            f"write aliases = {{{src!r}: ['alice@example.org']}}"
-                        )
-                    norm.append(tn)
+                    if not isinstance(t, str):
+                        raise ValueError(f"target {_show(t)} of {src} is not an email address; {fix}")
+                    try:
+                        norm.append(_address(t))
+                    except _Bad as e:
+                        raise ValueError(f"target {_show(t)} of {src} {e}; {fix}") from None
                 if not norm:
-                    raise ValueError(f"{src} has no target; write aliases = {{{src!r}: ['alice@example.org']}}")
+                    raise ValueError(f"{src} has no target; {fix}")
                 targets = norm
             if src in out:
                 raise ValueError(f"{src} is listed twice; list each alias once")
@@ -737,7 +987,11 @@ class Settings(_Model):
                 continue  # None drops a default tag
             if not isinstance(val, str):
                 raise ValueError(f"{tag} = {_show(val)} must be a string; write dmarc = {{'{tag}': '...'}}")
-            v = val.strip()
+            bad = _CONTROL_RE.search(val)
+            if bad:
+                raise ValueError(f"{tag} = {_show(val)} contains a control character ({bad.group()!r}); "
+                                 f"write dmarc = {{'{tag}': '...'}} on one line")
+            v = val.strip(" ")
             ok = {
                 "p": ("none", "quarantine", "reject"),
                 "sp": ("none", "quarantine", "reject"),
@@ -754,12 +1008,16 @@ class Settings(_Model):
                 )
             if tag in ("rua", "ruf"):
                 for uri in v.split(","):
-                    if not uri.startswith("mailto:") or split_address(uri[7:].split("!")[0]) is None:
+                    address, bang, size = uri[7:].partition("!")
+                    if not uri.startswith("mailto:") or split_address(address) is None or (
+                        bang and not _DMARC_SIZE_RE.fullmatch(size)
+                    ):
                         raise ValueError(
-                            f"{tag} = {_show(val)} is not a list of mailto: URIs; "
+                            f"{tag} = {_show(val)} is not a list of mailto: URIs (mailto:address or "
+                            f"mailto:address!10m, comma-separated; local parts of {LOCALPART_RULE}); "
                             f"write dmarc = {{'{tag}': 'mailto:dmarc@example.org'}}"
                         )
-            if tag == "fo" and not re.match(r"^[01ds](:[01ds])*$", v):
+            if tag == "fo" and not re.fullmatch(r"[01ds](?::[01ds])*", v):
                 raise ValueError(f"fo = {_show(val)} is not a DMARC fo value; write dmarc = {{'fo': '1'}}")
             out[tag] = v
         return out
@@ -787,67 +1045,21 @@ class Settings(_Model):
             raise ValueError(f"{value} is outside 86400..31557600 seconds (RFC 8461); write mta_sts_max_age = 604800")
         return value
 
-    @field_validator("resolver_forwarders")
-    @classmethod
-    def _forwarders(cls, value: list[str]) -> list[str]:
-        for i, v in enumerate(value):
-            addr, _, port = v.partition("@")
-            try:
-                ip_address(addr)
-            except ValueError:
-                raise ValueError(
-                    f"resolver_forwarders[{i}] = {_show(v)} is not an IP address; "
-                    "write resolver_forwarders = ['198.51.100.1'] (or [] for full recursion)"
-                ) from None
-            if port and not port.isdigit():
-                raise ValueError(f"resolver_forwarders[{i}] = {_show(v)}: write 'address' or 'address@port'")
-        return value
-
-    @field_validator("resolver_insecure_domains", "ntp_servers", mode="before")
+    @field_validator("resolver_insecure_domains", "ntp_servers", "resolver_forwarders", mode="before")
     @classmethod
     def _names(cls, value: Any, info: Any) -> Any:
         if isinstance(value, str):
             raise ValueError(f"{_show(value)} is a string, not a list; write {info.field_name} = [{value!r}]")
-        if isinstance(value, (list, tuple)):
-            out = [_norm_domain(v) for v in value]
-            for i, v in enumerate(out):
-                if not isinstance(v, str):
-                    continue
-                if info.field_name == "resolver_insecure_domains" and re.match(_LABEL + "$", v):
-                    continue  # a single-label TLD such as 'test'
-                if is_domain(v):
-                    continue
-                try:
-                    ip_address(v)
-                    continue
-                except ValueError:
-                    pass
-                raise ValueError(f"{info.field_name}[{i}] = {_show(value[i])} is not a domain name")
-            return out
-        return value
-
-    @field_validator("apt_mirror")
-    @classmethod
-    def _apt_mirror(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+/\S*$", value):
-            raise ValueError(f"{_show(value)} is not an http(s) mirror URI; write apt_mirror = '<mirror URI>' "
-                             "(e.g. the URIs: line of /etc/apt/sources.list.d/debian.sources) or None")
-        return value
-
-    @field_validator("secrets_dir")
-    @classmethod
-    def _secrets_dir(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("is empty; write secrets_dir = 'secrets'")
-        return value
+        return value  # the entries are checked by their type (ServerName, ZoneOrLabel, Forwarder)
 
     # ---------------------------------------------------------------- cross-field checks
 
     @model_validator(mode="before")
     @classmethod
     def _defaults_from_admin(cls, data: Any) -> Any:
-        admin = _norm_address(data.get("admin_email")) if isinstance(data, Mapping) else None
-        if isinstance(admin, str) and split_address(admin) is not None:
+        parts = split_address(data.get("admin_email")) if isinstance(data, Mapping) else None
+        if parts is not None:
+            admin = "@".join(parts)
             data = dict(data)
             tls = data.get("tls")
             if tls is None:
@@ -941,11 +1153,13 @@ def _ip_check(value: Any, family: int) -> Any:
     if isinstance(value, (IPv4Address, IPv6Address)):
         addr = value
     elif isinstance(value, str):
+        example = "198.51.100.10" if family == 4 else "2001:db8:51::10"
         try:
-            addr = ip_address(value.strip())
-        except ValueError:
-            example = "198.51.100.10" if family == 4 else "2001:db8:51::10"
-            raise ValueError(f"{_show(value)} is not an IP address; write ipv{family} = '{example}'") from None
+            addr = _ip_literal(_plain(value).strip(" "))
+        except _Bad as e:
+            raise ValueError(f"{_show(value)} {e}; write ipv{family} = '{example}'") from None
+        if addr is None:
+            raise ValueError(f"{_show(value)} is not an IP address; write ipv{family} = '{example}'")
     else:
         return value  # pydantic reports the type
     if addr.version != family:
@@ -1228,24 +1442,43 @@ def _example(model: Any, key: str) -> str:
         "spamtrap_position": "'first'",
         "users": "[{'address': 'alice@example.org', 'password_hash': '{BLF-CRYPT}$2b$12$...'}]",
         "aliases": "{'info@example.org': ['alice@example.org']}",
-        "dns": "{'provider': 'powerdns', 'api_url': 'http://ns1.example.org:8081', 'secret_file': 'dns-token'}",
+        "dns": "{'provider': 'powerdns', 'api_url': 'https://ns1.example.org:8081', 'secret_file': 'dns-token'}",
         "dmarc": "{'p': 'reject'}",
         "tls": "{'mode': 'acme'}",
         "opensmtpd": "{'source': 'debian-archive'}",
         "configure_options": "['--with-auth-pam=smtpd']",
-        "apt_mirror": "'<mirror URI>' (or None)",
+        "apt_mirror": "'<mirror URI>' (e.g. 'http://mirror.example.org/debian'; or None)",
+        "fqdn": "'mx1.example.org'",
+        "tls_rpt_email": "'tlsrpt@example.org'",
+        "acme_email": "'hostmaster@example.org'",
+        "acme_profile": "'tlsserver'",
+        "acme_ca_bundle": "'/etc/ssl/certs/ca-certificates.crt'",
+        "lab_ca_dir": "'secrets/lab-ca'",
+        "ntp_trusted_certs": "'/etc/ssl/certs/ca-certificates.crt'",
         "resolver_forwarders": "['198.51.100.1']",
         "resolver_insecure_domains": "['test']",
-        "api_url": "'http://ns1.example.org:8081'",
+        "api_url": "'https://ns1.example.org:8081'",
         "server": "'ns1.example.org'",
         "tsig_key_name": "'mailstead'",
         "zone": "'example.org'",
         "secret_file": "'dns-token'",
         "secret_env": "'MAILSTEAD_DNS_TOKEN'",
-        "upstream_url": "'https://.../opensmtpd-7.9.0p0.tar.gz'",
+        "upstream_url": "'https://www.opensmtpd.org/archives/opensmtpd-7.9.0p0.tar.gz'",
         "sha256": "'<64 hex digits from sha256sum>'",
     }
     return examples.get(key, "'...'")
+
+
+def _value_fix(loc: tuple, model: Any, key: str, example: str) -> str:
+    """The fix of a value its type refused: 'write key = <example>' (the field's own example, else the type's)."""
+    if len(loc) >= 2 and isinstance(loc[-1], int):  # an entry of a list
+        parent = str(loc[-2])
+        return f"write each entry of {parent} as {_ELEMENT_EXAMPLES.get(parent, example)}"
+    if key == "fqdn" and len(loc) == 1:
+        return ("name the host 'mx1.example.org' in inventory.py (connect to an address with ssh_hostname) or "
+                "write fqdn = 'mx1.example.org'")
+    field_example = _example(model, key)
+    return f"write {key} = {example if field_example == repr('...') else field_example}"
 
 
 _ELEMENT_EXAMPLES = {
@@ -1255,6 +1488,7 @@ _ELEMENT_EXAMPLES = {
     "resolver_forwarders": "'198.51.100.1'",
     "resolver_insecure_domains": "'test'",
     "configure_options": "'--with-auth-pam=smtpd'",
+    "groups": "a group name",
 }
 
 
@@ -1272,8 +1506,12 @@ def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any,
     model = _model_at(loc) if loc else Settings
     sub = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
 
-    if etype == "value_error":
-        text = re.sub(r"^Value error, ", "", msg)
+    if etype in ("value_error", "mailstead_value"):
+        if etype == "value_error":
+            text = re.sub(r"^Value error, ", "", msg)
+        else:  # a value its type refused ("<value> <problem>"): add the field's fix
+            ctx = err.get("ctx") or {}
+            text = f"{ctx.get('text', msg)}; {_value_fix(loc, model, key, ctx.get('example', repr('...')))}"
         if top in ("ipv4", "ipv6", "fqdn") and "host data" not in label:
             text += " (per-host values belong in the host data in inventory.py)"
         return Issue(label, path, text, [host])
@@ -1284,7 +1522,7 @@ def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any,
     if etype == "missing":
         env = data.get("environment")
         env_groups = [g for g in data.get("groups", ()) if g not in ROLES and g not in ("all", "inventory")]
-        if not isinstance(env, str) or not _ENV_RE.match(env):
+        if not isinstance(env, str) or not _ENV_RE.fullmatch(env):
             env = env_groups[0] if len(env_groups) == 1 else None
         env_file = f"group_data/{env}.py" if env else "group_data/<environment>.py"
         if key == "environment" and not loc[:-1]:
@@ -1374,13 +1612,13 @@ def _unknown_key_message(model: Any, key: str, loc: tuple, value: Any) -> str:
 
 
 class MailHost(_Model):
-    fqdn: str
+    fqdn: HostName
     ipv4: IPv4Address | None = None
     ipv6: IPv6Address | None = None
 
 
 class Spamtrap(_Model):
-    fqdn: str
+    fqdn: HostName
     ipv4: IPv4Address | None = None
     ipv6: IPv6Address | None = None
     position: Literal["first", "last"]
@@ -1388,7 +1626,7 @@ class Spamtrap(_Model):
 
 class MxRecord(_Model):
     preference: int
-    host: str
+    host: HostName
 
 
 MX_PREFERENCE = {"first": 10, "mail": 20, "last": 30}
@@ -1397,25 +1635,25 @@ MX_PREFERENCE = {"first": 10, "mail": 20, "last": 30}
 class EnvironmentSettings(_Model):
     """All hosts of one environment: what DNS publishes."""
 
-    environment: str
-    domains: list[str]
+    environment: EnvironmentName
+    domains: list[DomainName]
     mail_hosts: tuple[MailHost, ...]
     spamtraps: tuple[Spamtrap, ...]
     mx: tuple[MxRecord, ...]
     sending_hosts: tuple[MailHost, ...]
-    admin_email: str
+    admin_email: Address
     users: list[User]
-    aliases: dict[str, list[str]]
+    aliases: dict[AliasSource, list[Address]]
     dns: DnsProvider
     dnssec: bool
     dns_ttl: int
-    dmarc: dict[str, str]
-    mta_sts_mode: str
+    dmarc: dict[Literal[DMARC_TAGS], PlainText]
+    mta_sts_mode: Literal["enforce", "testing", "none"]
     mta_sts_max_age: int
-    tls_rpt_email: str
+    tls_rpt_email: Address
     dkim_rsa_bits: int
-    caa_issuer: str
-    secrets_dir: str
+    caa_issuer: DomainName
+    secrets_dir: LocalPath
     hosts: tuple[Settings, ...]
 
     @property
@@ -1523,7 +1761,23 @@ def environment_issues(hosts: list[Settings], sources: Mapping[str, Mapping[str,
 # README reference
 
 
+def _without_annotated(annotation: Any) -> Any:
+    """The annotation with every Annotated[T, ...] replaced by T (list[Address] -> list[str])."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _without_annotated(args[0])
+    if not args or origin is Literal:
+        return annotation
+    plain = tuple(_without_annotated(a) for a in args)
+    if plain == args:
+        return annotation
+    if origin in (Union, types.UnionType):
+        return Union[plain]
+    return origin[plain]
+
+
 def _type_name(annotation: Any) -> str:
+    annotation = _without_annotated(annotation)
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
     text = text or str(annotation)
     text = re.sub(r"typing\.|ipaddress\.|mailstead\.settings\.|<class '|'>", "", text)

@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -30,76 +29,6 @@ from mailstead.settings import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-HASH = hash_password("correct horse battery", rounds=4)  # cost 4: fast, still a well-formed bcrypt hash
-
-BASE_FILES = {
-    "all.py": f"""
-        admin_email = "postmaster@example.org"
-        dns = {{"provider": "powerdns", "api_url": "http://127.0.0.1:8081", "secret_file": "pdns-api-key"}}
-        """,
-    "production.py": f"""
-        environment = "production"
-        domains = ["example.org", "example.net"]
-        users = [
-            {{"address": "alice@example.org", "password_hash": "{HASH}", "quota": "2G"}},
-            {{"address": "bob@example.net", "password_hash": "{HASH}"}},
-        ]
-        aliases = {{
-            "postmaster@example.org": ["alice@example.org"],
-            "info@example.net": ["bob@example.net", "friend@elsewhere.test"],
-        }}
-        """,
-    "mailservers.py": "# role data\n",
-    "spamtraps.py": "# role data\n",
-}
-
-
-def base_groups() -> dict:
-    return {
-        "mailservers": [("mx1.example.org", {"ipv4": "198.51.100.10", "ipv6": "2001:db8:51::10"})],
-        "spamtraps": [
-            ("trap1.example.org", {"ipv4": "198.51.100.20", "spamtrap_position": "first"}),
-            ("trap3.example.org", {"ipv4": "198.51.100.30", "spamtrap_position": "last"}),
-        ],
-        "production": ["mx1.example.org", "trap1.example.org", "trap3.example.org"],
-    }
-
-
-class Project:
-    """A temporary mailstead project: group_data/*.py plus inventory groups."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.files = {name: textwrap.dedent(text) for name, text in BASE_FILES.items()}
-        self.groups = base_groups()
-
-    def append(self, name: str, text: str) -> None:
-        self.files[name] = self.files.get(name, "") + "\n" + textwrap.dedent(text) + "\n"
-
-    def host(self, name: str, **data) -> None:
-        for hosts in self.groups.values():
-            for i, item in enumerate(hosts):
-                if isinstance(item, tuple) and item[0] == name:
-                    hosts[i] = (name, {**item[1], **data})
-
-    def write(self) -> None:
-        gd = self.root / "group_data"
-        if gd.exists():
-            shutil.rmtree(gd)
-        gd.mkdir(parents=True)
-        for name, text in self.files.items():
-            (gd / name).write_text(text)
-
-    def check(self) -> dict[str, Settings]:
-        self.write()
-        return check(self.groups, base_dir=self.root)
-
-    def error(self) -> str:
-        with pytest.raises(SettingsError) as exc:
-            self.check()
-        return str(exc.value)
-
-
 def _drop(text: str, key: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith(key + " ="))
 
@@ -154,12 +83,12 @@ CASES = [
                                                                       "trap3.example.org"]),
      ["fqdn", "'mx1' is not a fully qualified host name", "'mx1.example.org'"]),
     ("user-domain-not-served", lambda p: p.append("production.py", f"""
-        users = [{{"address": "carol@example.com", "password_hash": "{HASH}"}}]
+        users = [{{"address": "carol@example.com", "password_hash": "{p.hash}"}}]
         """),
      ["group_data/production.py", "users[0].address", "'carol@example.com'", "'example.com'",
       "not in domains", "add 'example.com' to domains"]),
     ("duplicate-user", lambda p: p.append("production.py", f"""
-        users = users + [{{"address": "alice@example.org", "password_hash": "{HASH}"}}]
+        users = users + [{{"address": "alice@example.org", "password_hash": "{p.hash}"}}]
         """),
      ["group_data/production.py", "users[2].address", "'alice@example.org' is defined twice", "keep one"]),
     ("user-and-alias", lambda p: p.append("production.py", """
@@ -229,7 +158,7 @@ CASES = [
      ["group_data/all.py", "dns.provider", "did you mean 'powerdns'?"]),
     ("powerdns-without-api-url", lambda p: p.append("all.py", 'dns = {"provider": "powerdns", "secret_file": "k"}'),
      ["group_data/all.py", "dns.api_url", "provider 'powerdns' needs api_url",
-      "'api_url': 'http://ns1.example.org:8081'"]),
+      "'api_url': 'https://ns1.example.org:8081'"]),
     ("rfc2136-without-server", lambda p: p.append(
         "all.py", 'dns = {"provider": "rfc2136", "tsig_key_name": "k", "secret_file": "tsig"}'),
      ["group_data/all.py", "dns.server", "provider 'rfc2136' needs server", "'server': 'ns1.example.org'"]),
@@ -251,7 +180,7 @@ CASES = [
      ["group_data/all.py", "apt_mirror", "'mirror.example/debian' is not an http(s) mirror URI",
       "write apt_mirror = '<mirror URI>'"]),
     ("bad-quota", lambda p: p.append("production.py", f"""
-        users = [{{"address": "alice@example.org", "password_hash": "{HASH}", "quota": "2 gigs"}}]
+        users = [{{"address": "alice@example.org", "password_hash": "{p.hash}", "quota": "2 gigs"}}]
         """),
      ["group_data/production.py", "users[0].quota", "'2 gigs' is not a quota", "write quota = '2G'"]),
     ("bad-dmarc-policy", lambda p: p.append("production.py", 'dmarc = {"p": "block"}'),
@@ -300,8 +229,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("case_id, breaker, expected", CASES, ids=[c[0] for c in CASES])
-def test_malformed_settings_are_rejected_with_an_actionable_message(tmp_path, case_id, breaker, expected):
-    project = Project(tmp_path)
+def test_malformed_settings_are_rejected_with_an_actionable_message(tmp_path, case_id, breaker, expected, make_project):
+    project = make_project(tmp_path)
     breaker(project)
     message = project.error()
     for part in expected:
@@ -316,8 +245,8 @@ def test_cases_are_many_and_distinct():
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
-def test_plaintext_and_inline_secrets_are_never_echoed(tmp_path):
-    project = Project(tmp_path)
+def test_plaintext_and_inline_secrets_are_never_echoed(tmp_path, make_project):
+    project = make_project(tmp_path)
     project.append("production.py", 'users = [{"address": "alice@example.org", "password": "hunter2"},'
                                      ' {"address": "bob@example.net", "password_hash": "s3cr3t-plain"}]')
     project.append("all.py", 'dns = {"provider": "cloudflare", "api_token": "cf-SECRET-123"}')
@@ -327,8 +256,8 @@ def test_plaintext_and_inline_secrets_are_never_echoed(tmp_path):
     assert "users[0].password" in message and "users[1].password_hash" in message and "dns.api_token" in message
 
 
-def test_all_problems_reported_at_once_and_merged_across_hosts(tmp_path):
-    project = Project(tmp_path)
+def test_all_problems_reported_at_once_and_merged_across_hosts(tmp_path, make_project):
+    project = make_project(tmp_path)
     project.append("all.py", "dkim_rsa_bits = 1024")
     project.host("mx1.example.org", ipv4="2001:db8:51::10")
     message = project.error()
@@ -342,8 +271,8 @@ def test_all_problems_reported_at_once_and_merged_across_hosts(tmp_path):
 # Good cases
 
 
-def test_valid_project_builds_every_host(tmp_path):
-    settings = Project(tmp_path).check()
+def test_valid_project_builds_every_host(tmp_path, make_project):
+    settings = make_project(tmp_path).check()
     assert sorted(settings) == ["mx1.example.org", "trap1.example.org", "trap3.example.org"]
     mx1 = settings["mx1.example.org"]
     assert mx1.is_mailserver and not mx1.is_spamtrap and mx1.roles == ("mailservers",)
@@ -363,8 +292,8 @@ def test_valid_project_builds_every_host(tmp_path):
         mx1.fqdn = "other.example.org"  # frozen
 
 
-def test_later_groups_override_earlier_and_host_data_wins(tmp_path):
-    project = Project(tmp_path)
+def test_later_groups_override_earlier_and_host_data_wins(tmp_path, make_project):
+    project = make_project(tmp_path)
     project.append("mailservers.py", "unattended_upgrades = False\nchrony_set_clock = False")
     project.append("production.py", "unattended_upgrades = True")  # production comes later: wins
     project.host("mx1.example.org", chrony_set_clock=True)  # host data: highest
@@ -373,8 +302,8 @@ def test_later_groups_override_earlier_and_host_data_wins(tmp_path):
     assert project.check()["trap1.example.org"].unattended_upgrades is True
 
 
-def test_pyinfra_keys_helpers_and_private_names_are_ignored(tmp_path):
-    project = Project(tmp_path)
+def test_pyinfra_keys_helpers_and_private_names_are_ignored(tmp_path, make_project):
+    project = make_project(tmp_path)
     project.append("production.py", "import os\nfrom pathlib import Path\n_private = 1\n"
                                     "def _helper():\n    return 1\n")
     project.host("mx1.example.org", ssh_user="root", ssh_port=2222, _sudo=True, winrm_port=1,
@@ -382,8 +311,8 @@ def test_pyinfra_keys_helpers_and_private_names_are_ignored(tmp_path):
     assert project.check()["mx1.example.org"].fqdn == "mx1.example.org"
 
 
-def test_mx_preferences_and_environment_view(tmp_path):
-    hosts = list(Project(tmp_path).check().values())
+def test_mx_preferences_and_environment_view(tmp_path, make_project):
+    hosts = list(make_project(tmp_path).check().values())
     env = EnvironmentSettings.from_hosts(hosts)
     assert [(m.preference, m.host) for m in env.mx] == [
         (10, "trap1.example.org"), (20, "mx1.example.org"), (30, "trap3.example.org")]
@@ -394,9 +323,9 @@ def test_mx_preferences_and_environment_view(tmp_path):
     assert env.domains == ["example.org", "example.net"] and env.dns.provider == "powerdns"
 
 
-def test_from_hosts_rejects_disagreeing_hosts_directly(tmp_path):
-    hosts = Project(tmp_path).check()
-    other = Project(tmp_path / "other")
+def test_from_hosts_rejects_disagreeing_hosts_directly(tmp_path, make_project):
+    hosts = make_project(tmp_path).check()
+    other = make_project(tmp_path / "other")
     other.append("production.py", 'dns_ttl = 600')
     mixed = [hosts["mx1.example.org"], other.check()["trap1.example.org"]]
     with pytest.raises(SettingsError, match="dns_ttl: hosts of environment 'production' disagree"):
@@ -430,8 +359,8 @@ def test_repository_inventory_runs_check():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_load_environment_runs_the_inventory_like_pyinfra(tmp_path):
-    project = Project(tmp_path)
+def test_load_environment_runs_the_inventory_like_pyinfra(tmp_path, make_project):
+    project = make_project(tmp_path)
     project.write()
     (tmp_path / "inventory.py").write_text(
         "from mailstead.inventory import check\n"
@@ -446,13 +375,13 @@ def test_load_environment_runs_the_inventory_like_pyinfra(tmp_path):
         load_environment("staging", str(tmp_path / "inventory.py"))
 
 
-def test_from_host_names_the_group_data_file(tmp_path):
+def test_from_host_names_the_group_data_file(tmp_path, make_project):
     """Settings.from_host on pyinfra's own inventory objects (an inventory that does not call check)."""
     from pyinfra.api import State
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    project = Project(tmp_path)
+    project = make_project(tmp_path)
     project.append("mailservers.py", "unattended_upgrades = False\nchrony_set_clock = False\ndns_ttl = 600")
     project.append("spamtraps.py", "dns_ttl = 600\nntp_servers = ['ptbtime1.ptb.de']")
     project.append("production.py", "unattended_upgrades = True")
@@ -558,7 +487,7 @@ def _pyinfra_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "pyinfra"]
 
 
-def run_pyinfra(project: Project, port: int) -> subprocess.CompletedProcess:
+def run_pyinfra(project, port: int) -> subprocess.CompletedProcess:
     project.write()
     groups = {}
     for name, hosts in project.groups.items():
@@ -587,9 +516,9 @@ CLI_CASES = ["plaintext-password", "alias-loop-2", "unknown-dns-provider", "ipv4
 
 
 @pytest.mark.parametrize("case_id", CLI_CASES)
-def test_pyinfra_cli_stops_before_connecting(tmp_path, listener, case_id):
+def test_pyinfra_cli_stops_before_connecting(tmp_path, listener, case_id, make_project):
     _, breaker, expected = next(c for c in CASES if c[0] == case_id)
-    project = Project(tmp_path)
+    project = make_project(tmp_path)
     breaker(project)
     proc = run_pyinfra(project, listener.port)
     output = proc.stdout + proc.stderr
@@ -601,9 +530,9 @@ def test_pyinfra_cli_stops_before_connecting(tmp_path, listener, case_id):
     assert listener.count == 0, f"{listener.count} connection(s) were made:\n{output}"
 
 
-def test_pyinfra_cli_connects_when_settings_are_valid(tmp_path, listener):
+def test_pyinfra_cli_connects_when_settings_are_valid(tmp_path, listener, make_project):
     """The control case: with valid settings pyinfra does go on to connect (so the counter can see it)."""
-    proc = run_pyinfra(Project(tmp_path), listener.port)
+    proc = run_pyinfra(make_project(tmp_path), listener.port)
     output = proc.stdout + proc.stderr
     assert "Connecting to hosts" in output, output
     assert "Invalid mailstead settings" not in output
