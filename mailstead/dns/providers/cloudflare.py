@@ -35,7 +35,7 @@ class Cloudflare(HttpProvider):
     batch_limit = 200
 
     def __init__(self, token: str, api_url: str = "https://api.cloudflare.com/client/v4", **kw):
-        super().__init__(api_url, {"Authorization": f"Bearer {token}"}, **kw)
+        super().__init__(api_url, {"Authorization": f"Bearer {token}"}, secret=token, **kw)
         self._zone_ids: dict[str, str] = {}
         self._ids: dict[str, dict[tuple[str, str], dict[str, str]]] = {}  # zone -> (name,type) -> valuekey -> id
 
@@ -50,7 +50,7 @@ class Cloudflare(HttpProvider):
         data = resp.json()
         if not data.get("success", False):
             msg = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in data.get("errors") or [])
-            raise ProviderError(zone, records, f"cloudflare: {msg or 'request failed'}")
+            raise self.fail(zone, records, f"cloudflare: {msg or 'request failed'}")
         return data
 
     def zone_id(self, zone: str) -> str:
@@ -59,7 +59,7 @@ class Cloudflare(HttpProvider):
             data = self._check(self.request("GET", "/zones", params={"name": zone}, zone=zone), zone)
             match = [z for z in data.get("result", []) if norm_name(z["name"]) == zone]
             if not match:
-                raise ProviderError(zone, [], f"cloudflare: no zone named {zone} visible to this token")
+                raise self.fail(zone, [], f"cloudflare: no zone named {zone} visible to this token")
             self._zone_ids[zone] = match[0]["id"]
         return self._zone_ids[zone]
 
@@ -106,12 +106,15 @@ class Cloudflare(HttpProvider):
     # -- read
     def list_records(self, zone: str, wanted: Iterable[tuple[str, str]] | None = None) -> list[Record]:
         zid = self.zone_id(zone)
-        raw, page, pages = [], 1, 1
+        raw, page, pages, seen = [], 1, 1, set()
         while page <= pages:
+            self.count_page(seen, page, zone)  # page numbers only grow; this bounds the count (max_pages)
             data = self._check(self.request("GET", f"/zones/{zid}/dns_records", zone=zone,
                                             params={"page": page, "per_page": self.per_page}), zone)
             raw += data.get("result", [])
             pages = (data.get("result_info") or {}).get("total_pages", 1) or 1
+            if not isinstance(pages, int) or isinstance(pages, bool):
+                raise self.fail(zone, [], f"cloudflare: total_pages {str(pages)[:20]!r} is not a number")
             page += 1
         sets: dict[tuple[str, str], list] = {}
         ids: dict[tuple[str, str], dict[str, str]] = {}

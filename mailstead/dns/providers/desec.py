@@ -37,7 +37,7 @@ class DeSEC(HttpProvider):
     min_ttl = 3600
 
     def __init__(self, token: str, api_url: str = "https://desec.io/api/v1", **kw):
-        super().__init__(api_url, {"Authorization": f"Token {token}"}, **kw)
+        super().__init__(api_url, {"Authorization": f"Token {token}"}, secret=token, **kw)
 
     def _path(self, zone: str) -> str:
         return f"/domains/{quote(zone.rstrip('.'), safe='')}/rrsets/"
@@ -47,12 +47,17 @@ class DeSEC(HttpProvider):
         if resp.status_code == 400:
             first = _links(resp.headers.get("Link")).get("first")
             if not first:
-                raise ProviderError(zone, [], f"desec: HTTP 400: {self.error_message(resp)}")
-            raw, url = [], first
+                raise self.fail(zone, [], f"desec: HTTP 400: {self.error_message(resp)}")
+            # cursor pagination: every link must stay on the API's origin (the token goes with each request),
+            # a link seen before is an error (not a loop), and there are at most max_pages pages
+            raw, seen = [], set()
+            url: str | None = self.next_url(first, resp.url or self.base_url + self._path(zone), zone)
             while url:
+                self.count_page(seen, url, zone)
                 page = self.request("GET", url, zone=zone)
                 raw += page.json()
-                url = _links(page.headers.get("Link")).get("next")
+                nxt = _links(page.headers.get("Link")).get("next")
+                url = self.next_url(nxt, url, zone) if nxt else None
         else:
             raw = resp.json()
         return [
@@ -75,6 +80,6 @@ class DeSEC(HttpProvider):
                 errs = resp.text
             if isinstance(errs, list) and len(errs) == len(changes):
                 bad = [(c.key, e) for c, e in zip(changes, errs) if e]
-                raise ProviderError(zone, [k for k, _ in bad],
+                raise self.fail(zone, [k for k, _ in bad],
                                     "desec: HTTP 400: " + "; ".join(f"{k[0]} {k[1]}: {e}" for k, e in bad))
-            raise ProviderError(zone, [c.key for c in changes], f"desec: HTTP 400: {str(errs)[:500]}")
+            raise self.fail(zone, [c.key for c in changes], f"desec: HTTP 400: {str(errs)[:500]}")

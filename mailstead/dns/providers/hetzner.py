@@ -35,7 +35,7 @@ class Hetzner(HttpProvider):
     action_timeout = 120.0
 
     def __init__(self, token: str, api_url: str = "https://api.hetzner.cloud/v1", **kw):
-        super().__init__(api_url, {"Authorization": f"Bearer {token}"}, **kw)
+        super().__init__(api_url, {"Authorization": f"Bearer {token}"}, secret=token, **kw)
 
     def _retry_after(self, resp, attempt):
         reset = resp.headers.get("RateLimit-Reset")
@@ -59,12 +59,17 @@ class Hetzner(HttpProvider):
         return quote(zone.rstrip("."), safe="")
 
     def list_records(self, zone: str, wanted: Iterable[tuple[str, str]] | None = None) -> list[Record]:
-        raw, page = [], 1
+        raw, page, seen = [], 1, set()
         while page:
+            self.count_page(seen, page, zone)
             data = self.request("GET", f"/zones/{self._z(zone)}/rrsets", zone=zone,
                                 params={"page": page, "per_page": self.per_page}).json()
             raw += data.get("rrsets", [])
-            page = ((data.get("meta") or {}).get("pagination") or {}).get("next_page")
+            nxt = ((data.get("meta") or {}).get("pagination") or {}).get("next_page")
+            if nxt is not None and (isinstance(nxt, bool) or not isinstance(nxt, int) or nxt <= page):
+                # pages only go forward: anything else would re-read pages (or loop forever)
+                raise self.fail(zone, [], f"hetzner: next_page {str(nxt)[:20]!r} after page {page}; refusing to loop")
+            page = nxt
         default_ttl = None
         if any(rr.get("ttl") is None for rr in raw):
             default_ttl = self.request("GET", f"/zones/{self._z(zone)}", zone=zone).json()["zone"]["ttl"]
@@ -109,9 +114,9 @@ class Hetzner(HttpProvider):
         deadline = time.monotonic() + self.action_timeout
         while action and action.get("status") == "running":
             if time.monotonic() > deadline:
-                raise ProviderError(zone, [c.key], f"hetzner: action {action.get('id')} still running")
+                raise self.fail(zone, [c.key], f"hetzner: action {action.get('id')} still running")
             self._sleep(self.action_poll_interval)
             action = self.request("GET", f"/zones/actions/{action['id']}", zone=zone, records=[c.key]).json()["action"]
         if action and action.get("status") == "error":
             err = action.get("error") or {}
-            raise ProviderError(zone, [c.key], f"hetzner: action failed: {err.get('code')}: {err.get('message')}")
+            raise self.fail(zone, [c.key], f"hetzner: action failed: {err.get('code')}: {err.get('message')}")

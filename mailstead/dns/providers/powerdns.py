@@ -20,10 +20,10 @@ class PowerDNS(HttpProvider):
     name = "powerdns"
 
     def __init__(self, api_url: str, api_key: str, server_id: str = "localhost", **kw):
-        api_url = api_url.rstrip("/")
+        api_url = (api_url or "").rstrip("/")
         if not api_url.endswith("/api/v1"):
             api_url += "/api/v1"
-        super().__init__(api_url, {"X-API-Key": api_key}, **kw)
+        super().__init__(api_url, {"X-API-Key": api_key}, secret=api_key, **kw)
         self.server_id = server_id
 
     def _zone_path(self, zone: str) -> str:

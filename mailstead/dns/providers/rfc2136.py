@@ -41,7 +41,13 @@ class RFC2136(Provider):
         super().__init__()
         guard_address(server)
         self.server, self.port, self.timeout, self.read = server, int(port), timeout, read
-        base64.b64decode(secret, validate=True)  # fail early on a malformed secret (never echo it)
+        try:  # fail early on a malformed secret (never echo it)
+            ok = bool(secret) and bool(base64.b64decode(secret, validate=True))
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise ProviderError("", [], f"rfc2136: the TSIG secret for key {key_name} is not base64 "
+                                        "(value not shown); check dns.secret_file / dns.secret_env")
         self.keyname = dns.name.from_text(key_name)
         self.keyring = dns.tsigkeyring.from_text({key_name: secret})
         self.algorithm = dns.name.from_text(algorithm)
