@@ -14,16 +14,16 @@ Sockets: /run/dovecot/lmtp (vmail 0600, for smtpd's LMTP delivery), /run/dovecot
 
 from __future__ import annotations
 
-from pyinfra.operations import apt, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import apt
 
 from tasks import opensmtpd, tls
-from tasks.common import checked_file, enable_and_start, render
+from tasks.common import checked_file, enable_and_start, render, restart_if, run_pending
 
 PACKAGES = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve", "dovecot-managesieved",
             "dovecot-flatcurve"]
 CONFIG = "/etc/dovecot/dovecot.conf"
 USERS_FILE = "/etc/dovecot/users"
+AUTH_CACHE_MARKER = "dovecot-auth-cache"  # pending marker: the users file changed, flush the auth cache
 
 
 def _quota(q: str | None) -> str | None:
@@ -47,6 +47,7 @@ def dovecot_conf(settings, extra_settings: list[str] | None = None, imap_starttl
         extra_settings=list(extra_settings or []),
         tls_cert=tls.CERT_PATH,
         tls_key=tls.KEY_PATH,
+        client_ciphers=tls.CLIENT_CIPHERS,
         users_file=USERS_FILE,
         vmail_user=opensmtpd.VMAIL_USER,
         vmail_dir=opensmtpd.VMAIL_DIR,
@@ -66,7 +67,7 @@ def deploy(settings, extra_settings: list[str] | None = None, imap_starttls: boo
     opensmtpd.ensure_users(settings)
 
     users = checked_file(name="Dovecot users (passwd-file)", dest=USERS_FILE, content=users_file(settings),
-                         mode="640", user="root", group="dovecot")
+                         mode="640", user="root", group="dovecot", restarts=AUTH_CACHE_MARKER)
     conf = checked_file(
         name="dovecot.conf (checked with doveconf -n)",
         dest=CONFIG,
@@ -75,10 +76,12 @@ def deploy(settings, extra_settings: list[str] | None = None, imap_starttls: boo
         mode="644",
         user="root",
         group="root",
+        restarts="dovecot",
     )
     enable_and_start("dovecot")
-    systemd.service(name="Restart Dovecot after a change", service="dovecot", restarted=True,
-                    _if=any_changed(conf, packages, *tls.changed_ops()))
+    # a restart also empties the auth cache: it clears the users file's marker too
+    restart = restart_if("dovecot", conf, packages, *tls.changed_ops(), clears=[AUTH_CACHE_MARKER],
+                         name="Restart Dovecot after a change")
     # a users-file change needs no restart: passwd-file is re-read when it changes; flush the auth cache
-    server.shell(name="Flush Dovecot's auth cache after a users change", commands=["doveadm auth cache flush"],
-                 _if=lambda: users.did_change() and not conf.did_change())
+    run_pending(name="Flush Dovecot's auth cache after a users change", marker=AUTH_CACHE_MARKER,
+                command="doveadm auth cache flush", ops=(users,), _if=lambda: not restart.did_change())

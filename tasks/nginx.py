@@ -18,7 +18,7 @@ from pyinfra.operations import apt, files
 
 from mailstead.dns import environment_for
 from mailstead.dns.records import mta_sts_policy
-from tasks.common import checked_file, enable_and_start, render, restart_if
+from tasks.common import absent_file, checked_file, enable_and_start, render, restart_if
 
 CONF = "/etc/nginx/conf.d/mailstead.conf"
 WEBROOT = "/var/www/mailstead"
@@ -41,8 +41,10 @@ def deploy(settings, tls_changed: list | None = None) -> list:
     env = environment_for(settings)
     mail_host = settings.fqdn
     install = apt.packages(name="nginx: install", packages=["nginx"], no_recommends=True)
+    default_site = absent_file(name="nginx: disable the default site", path="/etc/nginx/sites-enabled/default",
+                               restarts="nginx")
     ops = [
-        files.link(name="nginx: disable the default site", path="/etc/nginx/sites-enabled/default", present=False),
+        default_site,
         files.directory(name=f"nginx: {WEBROOT}", path=WEBROOT, user="root", group="root", mode="755"),
     ]
     for d in settings.domains:
@@ -61,9 +63,10 @@ def deploy(settings, tls_changed: list | None = None) -> list:
         context={"domains": settings.domains, "cert": CERT_PATH, "key": KEY_PATH, "webroot": WEBROOT},
         check=_check_command(),
         mode="644",
+        restarts="nginx",
     )
     ops.append(conf)
     enable_and_start("nginx")
-    restart_if("nginx", install, conf, ops[0], *(tls_changed or []), reload=True)
+    restart_if("nginx", install, conf, default_site, *(tls_changed or []), reload=True)
     return ops
 
