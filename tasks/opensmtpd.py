@@ -14,7 +14,9 @@ Files on the host (source build):
 Ports: 25 (STARTTLS, no AUTH), 465 (implicit TLS + AUTH), 587 (STARTTLS required + AUTH).
 
 Hook for filtering/DKIM (later work): ``deploy(settings, filters=[SmtpdFilter(...)])``; deploy.py computes
-the list with a pure function of the filtering task (no operations) so smtpd.conf is rendered once.
+the list with a pure function of the filtering task (no operations) so smtpd.conf is rendered once. Two
+filters are always there (``builtin_filters``): filter-authguard on 465/587 (per-source AUTH throttling, see
+that file) and a built-in one on 25 that refuses MAIL FROM in our own domains (only AUTH may use them).
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from io import BytesIO
 from pyinfra import host
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import apt, files, server
 
 from tasks import tls
-from tasks.common import checked_file, enable_and_start, render
+from tasks.common import (DAEMON_RELOAD, absent_file, checked_file, enable_and_start, mark_pending, render,
+                          restart_if, run_pending)
 
 PREFIX = "/opt/opensmtpd"
 STAMP = f"{PREFIX}/.mailstead-build"
@@ -43,8 +45,11 @@ DOVECOT_AUTH_SOCKET = "/run/dovecot/auth-smtpd"
 VMAIL_USER = "vmail"
 VMAIL_DIR = "/var/vmail"
 # table file → its name in smtpd.conf
-TABLE_NAMES = {"credentials": "credentials", "domains": "domains", "virtuals": "virtuals", "recipients": "recipients", "sendermap": "sendermap", "aliases": "localaliases"}
+TABLE_NAMES = {"credentials": "credentials", "domains": "domains", "virtuals": "virtuals", "recipients": "recipients",
+               "sendermap": "sendermap", "aliases": "localaliases", "ownsenders": "ownsenders"}
 BUILD_SCRIPT = "/usr/local/lib/mailstead/build-opensmtpd.sh"
+# programs smtpd runs from its libexec directory (as its unprivileged user)
+HELPERS = {"table-dovecot": "SMTP AUTH via Dovecot", "filter-authguard": "per-source AUTH throttling"}
 
 BUILD_PACKAGES = [
     "build-essential", "bison", "autoconf", "automake", "libtool", "pkgconf",
@@ -165,7 +170,32 @@ def tables(settings) -> dict[str, str]:
         "recipients": head + "".join(f"{a}\n" for a in recipients),
         "sendermap": head + "".join(f"{line}\n" for line in senders),
         "aliases": head + "".join(f"{line}\n" for line in local_aliases),
+        "ownsenders": own_senders(settings),
     }
+
+
+def own_senders(settings) -> str:
+    """Table of our domains as MAIL FROM patterns (`@domain`): on port 25 (no AUTH there) a sender in them is
+    refused at MAIL FROM - only our authenticated users send as our domains."""
+    return "# Managed by mailstead (tasks/opensmtpd.py)\n" + "".join(f"@{d}\n" for d in settings.domains)
+
+
+def builtin_filters(settings) -> list[SmtpdFilter]:
+    """The filters every mail host runs, before those of other stages."""
+    return [
+        SmtpdFilter("authguard", f'proc-exec "{layout(settings).libexec}/filter-authguard"', inbound=False),
+        SmtpdFilter("ownsenders", 'phase mail-from match mail-from <ownsenders> reject '
+                    '"550 5.7.1 Sender address in a domain of this server: authenticate on port 465 or 587"',
+                    submission=False),
+    ]
+
+
+def table_owner(name: str, lay: Layout) -> dict:
+    """Owner and mode of a table file. `smtpctl update table` makes smtpd's unprivileged lookup process re-read
+    the file, so the password hashes of the credentials table belong to that user, readable by it alone."""
+    if name == "credentials":
+        return {"user": lay.user, "group": "root", "mode": "400"}
+    return {"user": "root", "group": "root", "mode": "644"}
 
 
 def listen_addresses(settings) -> list[str]:
@@ -176,7 +206,7 @@ def listen_addresses(settings) -> list[str]:
 
 def smtpd_conf(settings, filters=()) -> str:
     lay = layout(settings)
-    filters = list(filters)
+    filters = builtin_filters(settings) + list(filters)
     chains, inbound_chain, submission_chain = [], None, None
     for kind in ("inbound", "submission"):
         members = [f.name for f in filters if getattr(f, kind)]
@@ -196,6 +226,8 @@ def smtpd_conf(settings, filters=()) -> str:
         fqdn=settings.fqdn,
         tls_cert=tls.CERT_PATH,
         tls_key=tls.KEY_PATH,
+        client_protocols=tls.CLIENT_PROTOCOLS_OPENSSL,
+        client_ciphers=tls.CLIENT_CIPHERS,
         tables_dir=TABLES_DIR,
         dovecot_auth_socket=DOVECOT_AUTH_SOCKET,
         auth_table="dovecot" if uses_dovecot_auth(settings) else "credentials",
@@ -254,9 +286,7 @@ def _install_source(settings, lay: Layout) -> list:
                                 commands=[" ".join(shlex.quote(a) for a in args)]))
     else:
         host.noop(f"OpenSMTPD {o.version} already built with these options")
-    ops.append(files.put(name="table-dovecot (SMTP AUTH via Dovecot)",
-                         src=str(tls.PROJECT_DIR / "files/opensmtpd/table-dovecot"),
-                         dest=f"{lay.libexec}/table-dovecot", mode="755", user="root", group="root"))
+    ops += _helpers(lay)
     ops.append(files.put(name="opensmtpd.service", src=_unit(settings, lay),
                          dest="/etc/systemd/system/opensmtpd.service", mode="644"))
     return ops
@@ -276,10 +306,13 @@ def _install_package(settings, lay: Layout) -> list:
     ops.append(files.put(name="opensmtpd unit: check the config before start",
                          src=BytesIO(f"[Service]\nExecStartPre={lay.smtpd} -n -f {lay.config}\n".encode()),
                          dest=PACKAGE_DROPIN, mode="644"))
-    ops.append(files.put(name="table-dovecot (SMTP AUTH via Dovecot)",
-                         src=str(tls.PROJECT_DIR / "files/opensmtpd/table-dovecot"),
-                         dest=f"{lay.libexec}/table-dovecot", mode="755", user="root", group="root"))
-    return ops
+    return ops + _helpers(lay)
+
+
+def _helpers(lay: Layout) -> list:
+    return [files.put(name=f"{name} ({what})", src=str(tls.PROJECT_DIR / "files/opensmtpd" / name),
+                      dest=f"{lay.libexec}/{name}", mode="755", user="root", group="root")
+            for name, what in HELPERS.items()]
 
 
 def _adopt_queue(lay: Layout) -> list:
@@ -304,18 +337,19 @@ def deploy(settings, filters=()) -> None:
         install_ops = _install_package(settings, lay)
     else:
         install_ops = _install_source(settings, lay)
-    systemd.daemon_reload(name="systemd daemon-reload (opensmtpd unit)", _if=any_changed(*install_ops))
+    mark_pending(["opensmtpd", DAEMON_RELOAD], ops=install_ops,
+                 name="OpenSMTPD must restart after its install changed")
+    run_pending(name="systemd daemon-reload (opensmtpd unit)", marker=DAEMON_RELOAD,
+                command="systemctl daemon-reload", ops=install_ops)
     install_ops += _adopt_queue(lay)
 
     files.directory(name="smtpd tables directory", path=TABLES_DIR, user="root", group="root", mode="755")
     table_ops = []
     for name, content in tables(settings).items():
-        private = name == "credentials"
         table_ops.append(checked_file(name=f"smtpd table {name}", dest=f"{TABLES_DIR}/{name}", content=content,
-                                      mode="640" if private else "644"))
+                                      restarts=table_marker(name), **table_owner(name, lay)))
     if uses_dovecot_auth(settings):
-        files.file(name="no credentials table (AUTH goes to Dovecot)", path=f"{TABLES_DIR}/credentials",
-                   present=False)
+        absent_file(name="no credentials table (AUTH goes to Dovecot)", path=f"{TABLES_DIR}/credentials")
     else:
         skipped = [u.address for u in settings.users if not u.password_hash.startswith(CRYPT_SCHEMES)]
         if skipped:
@@ -327,13 +361,20 @@ def deploy(settings, filters=()) -> None:
         content=smtpd_conf(settings, filters),
         check=f"{lay.smtpd} -n -f {{staged}} >/dev/null",
         mode="644",
+        restarts="opensmtpd",
     )
-    restart_on = [conf, *install_ops, *tls.changed_ops()]
     enable_and_start(lay.service)
-    systemd.service(name="Restart OpenSMTPD after a change", service=lay.service, restarted=True,
-                    _if=any_changed(*restart_on))
+    # a restart reads every table anew: it settles the tables' markers too
+    markers = [table_marker(name) for name in tables(settings)]
+    restart = restart_if(lay.service, conf, *install_ops, *tls.changed_ops(), marker="opensmtpd", clears=markers,
+                         name="Restart OpenSMTPD after a change")
     # table-only changes: reload the tables in place (no restart, sessions and queue runners keep going)
     for name, op in zip(tables(settings), table_ops):
         table = TABLE_NAMES[name]
-        server.shell(name=f"Reload smtpd table {table}", commands=[f"{lay.smtpctl} update table {table}"],
-                     _if=lambda op=op: op.did_change() and not any(o.did_change() for o in restart_on))
+        run_pending(name=f"Reload smtpd table {table}", marker=table_marker(name), ops=(op,),
+                    command=f"{lay.smtpctl} update table {table}", _if=lambda: not restart.did_change())
+
+
+def table_marker(name: str) -> str:
+    """The pending marker of a table file: `smtpctl update table` still owed to smtpd."""
+    return f"opensmtpd-table-{name}"

@@ -37,7 +37,14 @@ TLS_DIR = "/etc/mailstead/tls"
 CERT_PATH = f"{TLS_DIR}/fullchain.pem"
 KEY_PATH = f"{TLS_DIR}/privkey.pem"
 TLS_GROUP = "mailstead-tls"
+# What mail clients get (465, 587, 993, 143, 4190): TLS 1.2 with forward-secret AEAD suites only, or TLS 1.3
+# (whose suites are all AEAD). Port 25 keeps the daemons' wider defaults for old senders.
+CLIENT_PROTOCOLS_OPENSSL = "tlsv1.2,tlsv1.3"
+CLIENT_CIPHERS = ":".join(f"ECDHE-{sig}-{suite}" for suite in ("AES128-GCM-SHA256", "AES256-GCM-SHA384",
+                                                               "CHACHA20-POLY1305") for sig in ("ECDSA", "RSA"))
 LAB_CA_TRUST_PATH = "/usr/local/share/ca-certificates/mailstead-lab-ca.crt"
+# the services that read CERT_PATH / KEY_PATH (their pending markers, see tasks/common.py)
+CERT_USERS = ("opensmtpd", "dovecot", "nginx")
 
 LAB_CA_DAYS = 3650
 LAB_CERT_DAYS = 90
@@ -207,10 +214,11 @@ def deploy(settings) -> list:
     if settings.tls.mode == "lab":
         key_pem, chain_pem, ca_pem = ensure_lab_host_cert(settings)
         # checked_file, not files.put: pyinfra's --diff would print a files.put source (the private key).
+        # the daemons' pending markers are written with the files: an interrupted run still restarts them next time
         ops.append(checked_file(name="TLS private key (lab CA)", content=key_pem, dest=KEY_PATH,
-                                user="root", group=TLS_GROUP, mode="640"))
-        ops.append(files.put(name="TLS certificate chain (lab CA)", src=BytesIO(chain_pem), dest=CERT_PATH,
-                             user="root", group="root", mode="644"))
+                                user="root", group=TLS_GROUP, mode="640", restarts=CERT_USERS))
+        ops.append(checked_file(name="TLS certificate chain (lab CA)", content=chain_pem, dest=CERT_PATH,
+                                user="root", group="root", mode="644", restarts=CERT_USERS))
         trust = files.put(name="Trust the lab CA on the host", src=BytesIO(ca_pem), dest=LAB_CA_TRUST_PATH,
                           user="root", group="root", mode="644")
         server.shell(name="Update the host's CA bundle", commands=["update-ca-certificates >/dev/null"],

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from conftest import LABCTL, PYINFRA, ROOT, DeployRun, run_deploy
-from test_mail_core import env_host, token
+from helpers import env_host, token
 
 SSHD_D = "/etc/ssh/sshd_config.d"
 OURS = f"{SSHD_D}/00-mailstead.conf"

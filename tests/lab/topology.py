@@ -17,6 +17,11 @@ PREFIX_V4 = "198.51.100.0/24"
 PREFIX_V6 = "2001:db8:51::/64"
 GATEWAY_V4 = "198.51.100.1"
 GATEWAY_V6 = "2001:db8:51::1"
+# More addresses of the outside world (on the same bridge) for tests that need distinct outside clients:
+# OUTSIDE_ALT_V4 is "another sender" (e.g. a password guesser next to a legitimate user), the pool gives a
+# handful of fresh sources (e.g. hostile inputs that should not all count against one address).
+OUTSIDE_ALT_V4 = "198.51.100.250"
+OUTSIDE_POOL_V4 = tuple(f"198.51.100.{i}" for i in range(240, 250))
 REVERSE_ZONE_V4 = "100.51.198.in-addr.arpa."
 REVERSE_ZONE_V6 = "0.0.0.0.1.5.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
 

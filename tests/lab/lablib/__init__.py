@@ -215,6 +215,7 @@ class Lab:
             self._ensure_secrets()
             if self.is_up() and self._infra_ready():
                 self._write_ssh_files()
+                self.m.ensure_outside_alt()
                 t.step("already up")
                 self._write_state(self._up_record(t, []))
                 return self.status()
@@ -234,6 +235,8 @@ class Lab:
                 Path(self.names.run_dir).mkdir(parents=True, exist_ok=True)
                 self.m.create_gateway()
                 changed.append("network")
+            if self.m.ensure_outside_alt():
+                changed.append("outside address")
             if not self.m.dnsmasq_pids():
                 self.m.start_dnsmasq()
                 changed.append("dnsmasq")

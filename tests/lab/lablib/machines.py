@@ -62,6 +62,14 @@ class Machines:
         p = run(["ip", "-n", self.n.netns, "-o", "addr", "show", "dev", "br0"], check=False)
         return f" {topology.GATEWAY_V4}/24 " in p.stdout and f" {topology.GATEWAY_V6}/64 " in p.stdout
 
+    def ensure_outside_alt(self) -> bool:
+        """The outside world's further addresses (a lab up before they existed gets them without a restart)."""
+        p = run(["ip", "-n", self.n.netns, "-o", "addr", "show", "dev", "br0"], check=False)
+        missing = [a for a in (topology.OUTSIDE_ALT_V4, *topology.OUTSIDE_POOL_V4) if f" {a}/24 " not in p.stdout]
+        for addr in missing:
+            run(["ip", "-n", self.n.netns, "addr", "add", f"{addr}/24", "dev", "br0"])
+        return bool(missing)
+
     def create_gateway(self) -> None:
         ns = self.n.netns
         netns_delete(ns)
