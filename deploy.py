@@ -6,10 +6,10 @@ Settings object (the inventory already validated all of them before connecting).
 
 from pyinfra import host
 
-from mailstead.settings import Settings
+from mailstead.settings import from_host
 from tasks import base, dkim, dns, dovecot, nginx, opensmtpd, tls
 
-settings = Settings.from_host(host)
+settings = from_host(host)
 
 base.deploy(settings)
 

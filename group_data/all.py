@@ -14,8 +14,8 @@ tls = {"mode": "lab"}
 # Example: {"provider": "powerdns", "api_url": "https://ns.example.org:8081", "secret_file": "pdns-api-key"}
 dns = {"provider": "none"}
 
-# Time from NTS-authenticated servers (chrony).
-ntp_servers = ["time.cloudflare.com", "nts.netnod.se", "ptbtime1.ptb.de"]
+# Time from NTS-authenticated servers (chrony); the default list is in the settings reference (ntp_servers).
+# ntp_servers = ["nts.example.net"]
 
 # Unbound resolves by itself (full recursion, DNSSEC-validating) unless forwarders are given.
 resolver_forwarders = []

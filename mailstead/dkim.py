@@ -39,6 +39,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from mailstead import PROJECT_DIR
+
 ACTIVE, PUBLISHED, RETIRED = "active", "published-only", "retired"
 STATES = (ACTIVE, PUBLISHED, RETIRED)
 MIN_RSA_BITS = 2048
@@ -79,9 +81,6 @@ class DkimKey:
     @property
     def published(self) -> bool:
         return self.state in (ACTIVE, PUBLISHED)
-
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def secrets_root(secrets_dir: str | os.PathLike) -> Path:

@@ -30,9 +30,9 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.operations import files, server
 
+from mailstead import PROJECT_DIR
 from tasks.common import checked_file
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 TLS_DIR = "/etc/mailstead/tls"
 CERT_PATH = f"{TLS_DIR}/fullchain.pem"
 KEY_PATH = f"{TLS_DIR}/privkey.pem"

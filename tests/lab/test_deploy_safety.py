@@ -31,8 +31,8 @@ def run_tasks(tmp_path: Path, host: str, body: str) -> DeployRun:
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         from pyinfra import host
-        from mailstead.settings import Settings
-        settings = Settings.from_host(host)
+        from mailstead.settings import from_host
+        settings = from_host(host)
     """) + textwrap.dedent(body))
     env = dict(os.environ, MAILSTEAD_INVENTORY="lab")
     start = time.monotonic()

@@ -35,9 +35,9 @@ def _broken_deploy(tmp_path: Path, host_name: str, body: str) -> subprocess.Comp
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         from pyinfra import host
-        from mailstead.settings import Settings
+        from mailstead.settings import from_host
         from tasks import dovecot, opensmtpd
-        settings = Settings.from_host(host)
+        settings = from_host(host)
     """) + textwrap.dedent(body))
     env = dict(os.environ, MAILSTEAD_INVENTORY="lab")
     return subprocess.run([PYINFRA, "-y", "inventory.py", str(deploy), "--limit", host_name], cwd=ROOT, env=env,

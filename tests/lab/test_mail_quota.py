@@ -27,9 +27,9 @@ def _deploy_dovecot_with_quota(tmp_path: Path, host: str, address: str, quota: s
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         from pyinfra import host
-        from mailstead.settings import Settings
+        from mailstead.settings import from_host
         from tasks import dovecot
-        settings = Settings.from_host(host)
+        settings = from_host(host)
     """) + override + "dovecot.deploy(settings)\n")
     run = subprocess.run([PYINFRA, "-y", "inventory.py", str(deploy), "--limit", host], cwd=ROOT,
                          env=dict(os.environ, MAILSTEAD_INVENTORY="lab"), capture_output=True, text=True,

@@ -25,6 +25,7 @@ from mailstead.settings import (
     EnvironmentSettings,
     Settings,
     SettingsError,
+    from_host,
     settings_reference_markdown,
 )
 
@@ -391,7 +392,7 @@ def test_from_host_names_the_group_data_file(tmp_path, make_project):
     (tmp_path / "inventory.py").write_text("".join(f"{k} = {v!r}\n" for k, v in project.groups.items()))
     ctx_state.set(State())
     inventory = make_inventory(str(tmp_path / "inventory.py"), cwd=str(tmp_path))
-    good = {h.name: Settings.from_host(h) for h in inventory}
+    good = {h.name: from_host(h) for h in inventory}
     assert good["trap3.example.org"].spamtrap_position == "last"
     assert good["mx1.example.org"].roles == ("mailservers",)
     # check() merges group_data exactly as pyinfra does (same values for every host)
@@ -406,7 +407,7 @@ def test_from_host_names_the_group_data_file(tmp_path, make_project):
     PYTHON_CODES.clear()  # pyinfra caches compiled files by name
     inventory = make_inventory(str(tmp_path / "inventory.py"), cwd=str(tmp_path))
     with pytest.raises(SettingsError) as exc:
-        Settings.from_host(inventory.get_host("mx1.example.org"))
+        from_host(inventory.get_host("mx1.example.org"))
     assert "group_data/production.py: dkim_rsa_bits: 1024 is a weak DKIM key" in str(exc.value)
 
 

@@ -1,0 +1,112 @@
+"""Building a host's settings from pyinfra's merged data, naming the file each value came from."""
+
+from __future__ import annotations
+
+import re
+import types
+from typing import Any, Mapping
+
+from mailstead.settings.checks import _SemanticIssues
+from mailstead.settings.errors import Issue, SettingsError
+from mailstead.settings.fields import _DERIVED_KEYS, _PLAINTEXT_KEYS, PYINFRA_KEY_PREFIXES, ROLES
+from mailstead.settings.host import Settings
+from mailstead.settings.messages import _issue_from_error
+from pydantic import ValidationError
+
+# --------------------------------------------------------------------------------------------
+# Building from merged data with source attribution
+
+
+def is_data_value(value: Any) -> bool:
+    """Helpers (functions, classes, modules) in a group_data file are not settings."""
+    return not isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type))
+
+
+def is_pyinfra_key(key: str) -> bool:
+    return key.startswith(PYINFRA_KEY_PREFIXES)
+
+
+def _host_sources(host: Any) -> dict[str, str]:
+    """key -> where the value pyinfra gives this host comes from (highest precedence first)."""
+    sources: dict[str, str] = {}
+    inv = getattr(host, "inventory", None)
+    if inv is None:
+        return sources
+    layers: list[tuple[str, Mapping]] = []
+    try:
+        layers.append(("the --data command-line option", inv.get_override_data() or {}))
+        layers.append((f"host data of {host.name} in inventory.py", inv.get_host_data(host.name) or {}))
+        for g in reversed(list(host.groups)):
+            layers.append((f"group_data/{g}.py", inv.get_group_data(g) or {}))
+        layers.append(("group_data/all.py", inv.get_data() or {}))
+    except Exception:  # pragma: no cover - attribution is best effort
+        return sources
+    for label, data in layers:
+        for key in data:
+            sources.setdefault(key, label)
+    return sources
+
+
+
+
+def build_settings(name: str, groups: list[str], data: Mapping[str, Any], sources: Mapping[str, str]) -> Settings:
+    """Validate one host's merged data; raise SettingsError with file attribution."""
+    issues = collect_issues(name, groups, data, sources)
+    if issues[0] is None:
+        raise SettingsError(issues[1])
+    return issues[0]
+
+
+def collect_issues(
+    name: str, groups: list[str], data: Mapping[str, Any], sources: Mapping[str, str]
+) -> tuple[Settings | None, list[Issue]]:
+    def src(key: str) -> str:
+        host_keys = ("fqdn", "ipv4", "ipv6", "spamtrap_position")
+        return sources.get(key, f"host data of {name} in inventory.py" if key in host_keys else "inventory.py")
+
+    issues: list[Issue] = []
+    clean: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or is_pyinfra_key(key) or not is_data_value(value):
+            continue
+        if key in _DERIVED_KEYS:
+            issues.append(Issue(src(key), key, f"{key} come from the host's groups in inventory.py, not from "
+                                               f"group_data; remove {key} and add the host to the mailservers "
+                                               "or spamtraps group", [name]))
+            continue
+        clean[key] = value
+    clean.setdefault("fqdn", name)
+    clean["groups"] = tuple(groups)
+    clean["roles"] = tuple(r for r in ROLES if r in groups)
+    if issues:
+        return None, issues
+    try:
+        settings = Settings.model_validate(clean)
+    except ValidationError as e:
+        errors = e.errors(include_url=False)
+        plaintext = {tuple(err["loc"][:-1]) for err in errors
+                     if err.get("type") == "extra_forbidden" and err["loc"][-1] in _PLAINTEXT_KEYS}
+        for err in errors:
+            loc = tuple(err.get("loc", ()))
+            if err.get("type") == "missing" and loc[-1:] == ("password_hash",) and loc[:-1] in plaintext:
+                continue  # the plaintext-password message already says what to write
+            issues.append(_issue_from_error(err, clean, src, name))
+        return None, issues
+    except _SemanticIssues as e:
+        for path, msg in e.issues:
+            top = re.split(r"[.\[]", path, maxsplit=1)[0]
+            label = src(top)
+            if top in ("roles",):
+                label = "inventory.py"
+            issues.append(Issue(label, path, msg, [name]))
+        return None, issues
+    return settings, []
+
+
+def from_host(host: Any) -> Settings:
+    """The settings of a pyinfra host (``host.name``, ``host.groups``, ``host.data``).
+
+    Raises SettingsError naming the group_data file of a bad value."""
+    data = host.data.dict()
+    sources = _host_sources(host)
+    return build_settings(host.name, list(host.groups), data, sources)
