@@ -52,7 +52,7 @@ def deploy(settings, tls_changed: list | None = None) -> list:
             files.directory(name=f"nginx: {WEBROOT}/{d}/{sub}", path=f"{WEBROOT}/{d}/{sub}", user="root",
                             group="root", mode="755")
         ops.append(checked_file(name=f"nginx: MTA-STS policy of {d}", dest=f"{WEBROOT}/{d}/.well-known/mta-sts.txt",
-                                content=mta_sts_policy(env, d), mode="644"))
+                                content=mta_sts_policy(env), mode="644"))
         ops.append(checked_file(name=f"nginx: autoconfig of {d}", dest=f"{WEBROOT}/{d}/mail/config-v1.1.xml",
                                 src="nginx/config-v1.1.xml.j2", context={"domain": d, "mail_host": mail_host},
                                 mode="644"))

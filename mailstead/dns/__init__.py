@@ -13,7 +13,7 @@ import sys
 from typing import Any, TextIO
 
 from mailstead.dns.plan import ApplyError, Plan, apply, make_plan
-from mailstead.dns.records import Record, _get, compute, zone_for_domain
+from mailstead.dns.records import Record, compute, zone_for_domain
 
 __all__ = ["desired_records", "zones", "prepare", "stage", "environment_for", "is_dns_host", "Plan", "ApplyError", "Record"]
 
@@ -42,16 +42,14 @@ def environment_for(settings: Any):
 
 
 def zones(env: Any) -> list[str]:
-    return sorted({zone_for_domain(env, d) for d in _get(env, "domains")})
+    return sorted({zone_for_domain(env, d) for d in env.domains})
 
 
 def desired_records(env: Any, tls_pubkey_hashes: dict | None = None, create_keys: bool = True) -> list[Record]:
     from mailstead import dkim
 
-    secrets_dir = _get(env, "secrets_dir", default="secrets")
-    bits = int(_get(env, "dkim_rsa_bits", default=2048))
-    pub = dkim.dkim_public(secrets_dir, _get(env, "domains"), bits, create=create_keys)
-    if tls_pubkey_hashes is None and _get(env, "dnssec", default=False):
+    pub = dkim.dkim_public(env.secrets_dir, env.domains, env.dkim_rsa_bits, create=create_keys)
+    if tls_pubkey_hashes is None and env.dnssec:
         tls_pubkey_hashes = tls_hashes_from_secrets(env)
     return compute(env, pub, tls_pubkey_hashes)
 
@@ -70,9 +68,9 @@ def tls_hashes_from_secrets(env: Any) -> dict:
     out = {}
     from mailstead.dkim import secrets_root
 
-    secrets = secrets_root(_get(env, "secrets_dir", default="secrets"))
-    for h in list(_get(env, "mail_hosts") or []) + list(_get(env, "spamtraps") or []):
-        fqdn = str(_get(h, "fqdn"))
+    secrets = secrets_root(env.secrets_dir)
+    for h in list(env.mail_hosts) + list(env.spamtraps):
+        fqdn = str(h.fqdn)
         explicit = secrets / "tls" / f"{fqdn}.spki-sha256"
         cert = secrets / "lab-ca" / "hosts" / f"{fqdn}.crt"
         if explicit.exists():
@@ -92,14 +90,14 @@ def prepare(env: Any, provider=None) -> tuple[Plan, str]:
     from mailstead.dns.providers import from_settings
 
     records = desired_records(env)
-    secrets_dir = _get(env, "secrets_dir", default="secrets")
+    secrets_dir = env.secrets_dir
     if provider is None:
-        provider = from_settings(_get(env, "dns"), secrets_dir)
+        provider = from_settings(env.dns, secrets_dir)
     if provider is None:
         lines = ["DNS provider 'none': publish these records yourself:"]
         lines += ["  " + line for r in records for line in r.lines()]
         return Plan(provider="none"), "\n".join(lines)
-    plan = make_plan(provider, records, zones(env), secrets_dir, _get(env, "environment"))
+    plan = make_plan(provider, records, zones(env), secrets_dir, env.environment)
     return plan, plan.render()
 
 

@@ -9,26 +9,25 @@ are quoted character-strings, at most 255 bytes each).
 replaces whatever is there); a few are *shared* with the zone's owner, and there mailstead owns only its
 own values (apex TXT: the value starting with ``v=spf1``; apex CAA: the issuer values it publishes).
 
-The environment object is ``mailstead.settings.EnvironmentSettings``; this module reads it through a few
-attribute names of the settings contract (``domains``, ``mail_hosts``, ``spamtraps``, ``dns``, ``dmarc``,
-...), so a plain namespace with those attributes works too (the unit tests use the real model when it is
-importable).
+Typed against ``mailstead.settings.EnvironmentSettings``: every value comes from that model (the MX list
+with the trap preferences, the DMARC record, ...); the policy texts come from ``mailstead.policies``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-DEFAULT_TTL = 3600
+from mailstead import policies
 
+if TYPE_CHECKING:  # annotations only: the settings package does not depend on DNS, nor DNS on its import
+    from mailstead.settings import EnvironmentSettings
 
 # --------------------------------------------------------------------------------------------- values
 def norm_name(name: str) -> str:
@@ -117,120 +116,22 @@ class Record:
         return [f"{self.name}. {self.ttl} IN {self.type} {v}" for v in self.values]
 
 
-# ------------------------------------------------------------------------------------ env accessors
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    for n in names:
-        if isinstance(obj, Mapping) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    shared = getattr(obj, "shared", None)
-    if shared is not None and shared is not obj:
-        return _get(shared, *names, default=default)
-    return default
+# ------------------------------------------------------------------------------------ the environment
+def _v4(h: Any) -> str | None:
+    return str(h.ipv4) if h.ipv4 else None
 
 
-@dataclass(frozen=True)
-class HostView:
-    fqdn: str
-    ipv4: str | None
-    ipv6: str | None
-    position: str | None = None  # spamtraps: 'first' | 'last'
+def _v6(h: Any) -> str | None:
+    return str(ipaddress.IPv6Address(str(h.ipv6))) if h.ipv6 else None
 
 
-def _host(h: Any) -> HostView:
-    ip4 = _get(h, "ipv4")
-    ip6 = _get(h, "ipv6")
-    return HostView(
-        fqdn=norm_name(str(_get(h, "fqdn", "name"))),
-        ipv4=str(ip4) if ip4 else None,
-        ipv6=str(ipaddress.IPv6Address(str(ip6))) if ip6 else None,
-        position=_get(h, "spamtrap_position", "position"),
-    )
+def zone_for_domain(env: EnvironmentSettings, domain: str) -> str:
+    return norm_name(env.dns.zone) if env.dns.zone else norm_name(domain)
 
 
-def mail_hosts(env: Any) -> list[HostView]:
-    return [_host(h) for h in (_get(env, "mail_hosts", "mailservers") or [])]
-
-
-def spamtrap_hosts(env: Any) -> list[HostView]:
-    return [_host(h) for h in (_get(env, "spamtraps", "spamtrap_hosts") or [])]
-
-
-def sending_hosts(env: Any) -> list[HostView]:
-    hosts = _get(env, "sending_hosts")
-    return [_host(h) for h in hosts] if hosts else mail_hosts(env)
-
-
-def mx_list(env: Any) -> list[tuple[int, str]]:
-    """(preference, fqdn): trap 'first' 10, real mail hosts 20, trap 'last' 30 (per the spamtrap design).
-
-    Taken from the settings model's ``mx`` list when it has one, else derived from the hosts."""
-    given = _get(env, "mx")
-    if given:
-        return sorted({(int(_get(m, "preference")), norm_name(str(_get(m, "host", "fqdn")))) for m in given})
-    out: list[tuple[int, str]] = []
-    for t in spamtrap_hosts(env):
-        out.append((10 if t.position == "first" else 30, t.fqdn))
-    for m in mail_hosts(env):
-        out.append((20, m.fqdn))
-    return sorted(set(out))
-
-
-def zone_for_domain(env: Any, domain: str) -> str:
-    dnsp = _get(env, "dns")
-    zone = _get(dnsp, "zone") if dnsp is not None else None
-    return norm_name(zone) if zone else norm_name(domain)
-
-
-def env_ttl(env: Any) -> int:
-    return int(_get(env, "dns_ttl", default=DEFAULT_TTL) or DEFAULT_TTL)
-
-
-# --------------------------------------------------------------------------------------- policies
-def mta_sts_policy(env: Any, domain: str) -> str:
-    """The MTA-STS policy text (RFC 8461 section 3.2), CRLF line endings, ``mx:`` lines for the real MX."""
-    mode = _get(env, "mta_sts_mode", default="enforce") or "enforce"
-    max_age = int(_get(env, "mta_sts_max_age", default=604800) or 604800)
-    lines = ["version: STSv1", f"mode: {mode}"]
-    lines += [f"mx: {h.fqdn}" for h in sorted(mail_hosts(env), key=lambda h: h.fqdn)]
-    lines.append(f"max_age: {max_age}")
-    return "".join(line + "\r\n" for line in lines)
-
-
-def mta_sts_id(policy: str) -> str:
-    """Policy id: changes exactly when the policy text changes (1-32 alphanumerics, RFC 8461 3.1)."""
-    return hashlib.sha256(policy.encode()).hexdigest()[:20]
-
-
-def dmarc_value(env: Any) -> str:
-    """DMARC record (RFC 9989): the settings model's ``dmarc_record`` when it has one; otherwise v first,
-    then p, then the other tags in the order they were given (rua defaults to the admin address)."""
-    rec = _get(env, "dmarc_record")
-    if isinstance(rec, str) and rec:
-        return rec
-    tags: dict[str, str] = dict(_get(env, "dmarc", default=None) or {})
-    if not tags:
-        tags = {"p": "reject", "np": "reject", "adkim": "s", "aspf": "s"}
-    admin = _get(env, "admin_email")
-    if "rua" not in tags and admin:
-        tags["rua"] = f"mailto:{admin}"
-    tags.pop("v", None)
-    parts = ["v=DMARC1", f"p={tags.pop('p', 'reject')}"]
-    parts += [f"{k}={v}" for k, v in tags.items() if v is not None and v != ""]
-    return "; ".join(parts)
-
-
-def spf_value(env: Any) -> str:
-    mech = []
-    for h in sorted(sending_hosts(env), key=lambda h: h.fqdn):
-        if h.ipv4:
-            mech.append(f"ip4:{h.ipv4}")
-        if h.ipv6:
-            mech.append(f"ip6:{h.ipv6}")
-        if not h.ipv4 and not h.ipv6:
-            mech.append(f"a:{h.fqdn}")
-    return " ".join(["v=spf1", *mech, "-all"])
+def mta_sts_policy(env: EnvironmentSettings) -> str:
+    """The environment's MTA-STS policy (the same for each of its domains): the real MX hosts only."""
+    return policies.mta_sts_policy(env.mta_sts_mode, env.mta_sts_max_age, env.mail_hosts)
 
 
 def is_spf(value: str) -> bool:
@@ -254,32 +155,15 @@ class DkimPublic:
         return f"v=DKIM1; k={self.algorithm}; p={self.public}"
 
 
-def _dkim_for(dkim_public: Any, domain: str) -> list[DkimPublic]:
-    if dkim_public is None:
-        return []
-    if callable(dkim_public):
-        items = dkim_public(domain)
-    else:
-        items = dkim_public.get(domain, [])
-    out = []
-    for it in items:
-        if isinstance(it, DkimPublic):
-            out.append(it)
-        elif isinstance(it, Mapping):
-            out.append(DkimPublic(it["selector"], it["algorithm"], it["public"]))
-        else:  # (selector, algorithm, public) or an object with those attributes
-            out.append(DkimPublic(*(it if isinstance(it, tuple) else (it.selector, it.algorithm, it.public))))
-    return out
-
-
-def compute(env: Any, dkim_public: Any = None, tls_pubkey_hashes: Mapping[str, Any] | None = None) -> list[Record]:
+def compute(env: EnvironmentSettings, dkim_public: Mapping[str, list[DkimPublic]] | None = None,
+            tls_pubkey_hashes: Mapping[str, str | list[str]] | None = None) -> list[Record]:
     """Every record the environment's mail domains need.
 
-    dkim_public: {domain: [DkimPublic | (selector, algorithm, public) | {...}]} or a callable(domain).
+    dkim_public: {domain: [DkimPublic, ...]} (the selectors to publish).
     tls_pubkey_hashes: {mail host fqdn: sha256 hex of its SPKI (or a list, for a key rollover)}; TLSA
     records are produced only when ``env.dnssec`` is true.
     """
-    ttl = env_ttl(env)
+    ttl = env.dns_ttl
     recs: dict[tuple[str, str], tuple[int, list[str]]] = {}
 
     def add(name: str, rtype: str, *values: str, rttl: int | None = None) -> None:
@@ -289,52 +173,47 @@ def compute(env: Any, dkim_public: Any = None, tls_pubkey_hashes: Mapping[str, A
             if v not in cur[1]:
                 cur[1].append(v)
 
-    def address_records(name: str, hosts: Iterable[HostView]) -> None:
+    def address_records(name: str, hosts: Iterable[Any]) -> None:
         for h in hosts:
             if h.ipv4:
-                add(name, "A", h.ipv4)
+                add(name, "A", _v4(h))
             if h.ipv6:
-                add(name, "AAAA", h.ipv6)
+                add(name, "AAAA", _v6(h))
 
-    reals = mail_hosts(env)
-    traps = spamtrap_hosts(env)
+    reals, traps = list(env.mail_hosts), list(env.spamtraps)
     for h in reals + traps:
         address_records(h.fqdn, [h])
 
-    caa_issuer = _get(env, "caa_issuer") or _get(_get(env, "tls", default={}), "caa_issuer", default="letsencrypt.org")
-    tls_rpt = _get(env, "tls_rpt_email") or _get(env, "admin_email")
-    dnssec = bool(_get(env, "dnssec", default=False))
-    mxs = mx_list(env)
+    spf = txt_value(policies.spf_record(env.sending_hosts))
+    dmarc = txt_value(env.dmarc_record)
+    sts_id = txt_value(f"v=STSv1; id={policies.mta_sts_id(mta_sts_policy(env))}")
     primary = sorted(reals, key=lambda h: h.fqdn)
 
-    for domain in [norm_name(d) for d in (_get(env, "domains") or [])]:
-        add(domain, "MX", *[f"{pref} {host}." for pref, host in mxs])
-        add(domain, "TXT", txt_value(spf_value(env)))
-        for k in _dkim_for(dkim_public, domain):
+    for domain in [norm_name(d) for d in env.domains]:
+        add(domain, "MX", *[f"{m.preference} {norm_name(m.host)}." for m in env.mx])
+        add(domain, "TXT", spf)
+        for k in (dkim_public or {}).get(domain, []):
             add(f"{k.selector}._domainkey.{domain}", "TXT", txt_value(k.txt()))
-        add(f"_dmarc.{domain}", "TXT", txt_value(dmarc_value(env)))
-        policy = mta_sts_policy(env, domain)
-        add(f"_mta-sts.{domain}", "TXT", txt_value(f"v=STSv1; id={mta_sts_id(policy)}"))
+        add(f"_dmarc.{domain}", "TXT", dmarc)
+        add(f"_mta-sts.{domain}", "TXT", sts_id)
         address_records(f"mta-sts.{domain}", reals)
         address_records(f"autoconfig.{domain}", reals)
-        if tls_rpt:
-            add(f"_smtp._tls.{domain}", "TXT", txt_value(f"v=TLSRPTv1; rua=mailto:{tls_rpt}"))
+        add(f"_smtp._tls.{domain}", "TXT", txt_value(f"v=TLSRPTv1; rua=mailto:{env.tls_rpt_email}"))
         for i, h in enumerate(primary):
             add(f"_submissions._tcp.{domain}", "SRV", f"{i} 1 465 {h.fqdn}.")
             add(f"_submission._tcp.{domain}", "SRV", f"{i} 1 587 {h.fqdn}.")
             add(f"_imaps._tcp.{domain}", "SRV", f"{i} 1 993 {h.fqdn}.")
         for svc in ("_imap._tcp", "_pop3._tcp", "_pop3s._tcp"):
             add(f"{svc}.{domain}", "SRV", "0 0 0 .")
-        if caa_issuer:
-            add(domain, "CAA", f'0 issue "{caa_issuer}"')
+        add(domain, "CAA", f'0 issue "{env.caa_issuer}"')
 
-    if dnssec and tls_pubkey_hashes:
+    if env.dnssec and tls_pubkey_hashes:
         for h in reals + traps:
-            hashes = tls_pubkey_hashes.get(h.fqdn) or tls_pubkey_hashes.get(h.fqdn + ".")
+            hashes = tls_pubkey_hashes.get(norm_name(h.fqdn))
             if not hashes:
                 continue
             for hx in [hashes] if isinstance(hashes, str) else list(hashes):
-                add(f"_25._tcp.{h.fqdn}", "TLSA", f"3 1 1 {hx.lower()}")
+                add(f"_25._tcp.{norm_name(h.fqdn)}", "TLSA", f"3 1 1 {hx.lower()}")
 
     return sorted(Record.make(n, t, rttl, vals) for (n, t), (rttl, vals) in recs.items() if vals)
 

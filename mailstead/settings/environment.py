@@ -5,6 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal, Mapping
 
+from mailstead import policies
 from mailstead.settings.errors import Issue, SettingsError, _py
 from mailstead.settings.fields import (
     DMARC_TAGS,
@@ -75,8 +76,7 @@ class EnvironmentSettings(_Model):
 
     @property
     def dmarc_record(self) -> str:
-        order = [t for t in DMARC_TAGS if t in self.dmarc]
-        return "; ".join(["v=DMARC1"] + [f"{t}={self.dmarc[t]}" for t in order])
+        return policies.dmarc_record(self.dmarc)
 
     @classmethod
     def from_hosts(

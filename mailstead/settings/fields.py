@@ -12,6 +12,8 @@ from mailstead.settings.errors import _CONTROL_RE, _show, _show_url
 from pydantic import BeforeValidator, StrictStr
 from pydantic_core import PydanticCustomError
 
+from mailstead.policies import DMARC_TAGS  # noqa: F401 - the settings' own list of DMARC tags
+
 ROLES = ("mailservers", "spamtraps")
 DNS_PROVIDERS = ("powerdns", "rfc2136", "hetzner", "cloudflare", "desec", "none")
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5")
@@ -30,7 +32,6 @@ DMARC_REMOVED_TAGS = {
     "ri": "DMARCbis (RFC 9989) removed ri (the report interval); remove it",
     "rf": "DMARCbis (RFC 9989) removed rf (the failure report format); remove it",
 }
-DMARC_TAGS = ("p", "sp", "np", "adkim", "aspf", "rua", "ruf", "fo", "psd", "t")
 # Keys that pyinfra (its connectors and global arguments) keeps in host data; not ours.
 PYINFRA_KEY_PREFIXES = (
     "_", "ssh_", "winrm_", "docker_", "dockerssh_", "local_", "chroot_", "fake_", "terraform_",

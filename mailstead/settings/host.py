@@ -8,6 +8,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal, Mapping
 
 from mailstead.settings.checks import _ip_check, _SemanticIssues, semantic_issues
+from mailstead import policies
 from mailstead.settings.errors import _CONTROL_RE, _show
 from mailstead.settings.fields import (
     _DMARC_SIZE_RE,
@@ -352,8 +353,7 @@ class Settings(_Model):
     @property
     def dmarc_record(self) -> str:
         """The TXT value of _dmarc.<domain>."""
-        order = [t for t in DMARC_TAGS if t in self.dmarc]
-        return "; ".join(["v=DMARC1"] + [f"{t}={self.dmarc[t]}" for t in order])
+        return policies.dmarc_record(self.dmarc)
 
     @property
     def addresses(self) -> list[str]:

@@ -118,7 +118,7 @@ def test_mta_sts_id_changes_exactly_when_the_policy_changes(secrets):
 
 
 def test_mta_sts_policy_lists_the_real_mx_with_crlf_lines():
-    policy = mta_sts_policy(make_env(), "example.org")
+    policy = mta_sts_policy(make_env())
     assert policy == "version: STSv1\r\nmode: enforce\r\nmx: mail.example.org\r\nmax_age: 604800\r\n"
 
 
