@@ -136,20 +136,21 @@ def _path(value: str) -> str:
     return value
 
 
-def _domain(value: str) -> str:
-    _plain(value)
-    name = _norm_domain(value)
-    if not is_domain(name):
-        raise _Bad(_dns_name_problem(name, "a domain name"))
-    return name
+def _dns_name(what: str) -> Callable[[str], str]:
+    """The check of a DNS name field ('a domain name', 'a fully qualified host name'): normalised, or _Bad."""
+
+    def check(value: str) -> str:
+        _plain(value)
+        name = _norm_domain(value)
+        if not is_domain(name):
+            raise _Bad(_dns_name_problem(name, what))
+        return name
+
+    return check
 
 
-def _fqdn(value: str) -> str:
-    _plain(value)
-    name = _norm_domain(value)
-    if not is_domain(name):
-        raise _Bad(_dns_name_problem(name, "a fully qualified host name"))
-    return name
+_domain = _dns_name("a domain name")
+_fqdn = _dns_name("a fully qualified host name")
 
 
 def _host_or_ip(value: str) -> str:
