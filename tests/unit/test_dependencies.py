@@ -1,5 +1,6 @@
 """The deploy machine's Python dependencies: every third-party import declared in pyproject.toml, every
-declaration locked with hashes in requirements.lock, and .venv holding exactly the lock."""
+declaration locked with hashes in requirements.lock, .venv holding exactly the lock, and config.py asking
+pyinfra for the same versions."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.lock"
-SOURCES = [ROOT / "mailstead", ROOT / "tasks", ROOT / "deploy.py", ROOT / "inventory.py", ROOT / "tests",
-           ROOT / "bench"]
+SOURCES = [ROOT / "mailstead", ROOT / "tasks", ROOT / "deploy.py", ROOT / "inventory.py", ROOT / "config.py",
+           ROOT / "tests", ROOT / "bench"]
 
 
 def pyproject() -> dict:
@@ -114,3 +116,18 @@ def test_the_venv_holds_exactly_the_locked_versions():
             wrong[name] = f"locked {version}, installed {have}"
     assert not wrong, f".venv differs from requirements.lock (run `make venv`): {wrong}"
 
+
+def test_config_py_requires_the_pyinfra_range_of_pyproject():
+    from pyinfra.api.config import Config
+    from pyinfra.context import ctx_config
+
+    pyinfra_req = declared()["pyinfra"]
+    config = Config()
+    with ctx_config.use(config):
+        code = compile((ROOT / "config.py").read_text(), str(ROOT / "config.py"), "exec")
+        exec(code, {"__file__": str(ROOT / "config.py")})  # the checks run here: they pass in this venv
+    assert SpecifierSet(config.REQUIRE_PYINFRA_VERSION) == pyinfra_req.specifier, \
+        "config.py's REQUIRE_PYINFRA_VERSION and pyproject.toml's pyinfra range differ"
+    assert [Requirement(r).name for r in config.REQUIRE_PACKAGES] == \
+        [Requirement(r).name for r in pyproject()["project"]["dependencies"]]
+    assert locked()["pyinfra"][0] in pyinfra_req.specifier
