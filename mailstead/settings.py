@@ -1296,7 +1296,9 @@ def is_data_value(value: Any) -> bool:
 
 
 def is_pyinfra_key(key: str) -> bool:
-    return key.startswith(PYINFRA_KEY_PREFIXES)
+    """pyinfra's own keys (connector data such as ssh_user, global arguments such as _sudo), which the settings
+    leave alone; a setting of ours that shares a prefix (ssh_allow_root_keys) is not one of them."""
+    return key.startswith(PYINFRA_KEY_PREFIXES) and key not in Settings.model_fields
 
 
 def _host_sources(host: Any) -> dict[str, str]:

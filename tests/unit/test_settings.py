@@ -311,6 +311,16 @@ def test_pyinfra_keys_helpers_and_private_names_are_ignored(tmp_path, make_proje
     assert project.check()["mx1.example.org"].fqdn == "mx1.example.org"
 
 
+def test_a_setting_with_a_pyinfra_prefix_is_read(tmp_path, make_project):
+    """ssh_allow_root_keys starts like pyinfra's ssh_* connector keys, but it is ours: group_data sets it."""
+    project = make_project(tmp_path)
+    project.append("all.py", 'ssh_allow_root_keys = False\nssh_user = "deploy"\n_sudo = True')
+    settings = project.check()
+    assert all(s.ssh_allow_root_keys is False for s in settings.values())
+    project.append("all.py", 'ssh_allow_root_keys = "no"')
+    assert "ssh_allow_root_keys" in project.error()
+
+
 def test_mx_preferences_and_environment_view(tmp_path, make_project):
     hosts = list(make_project(tmp_path).check().values())
     env = EnvironmentSettings.from_hosts(hosts)
