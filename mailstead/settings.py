@@ -889,7 +889,8 @@ class Settings(_Model):
     """APT mirror URI to configure (http or https, without user:password@); None = keep the mirror already
     configured on the host."""
     ssh_allow_root_keys: StrictBool = True
-    """Allow root login with SSH keys (password login is always off)."""
+    """Allow root login with SSH keys (password login is always off). False needs a deploy that logs in as
+    another user (ssh_user with _sudo): the check refuses it while the deploy logs in as root."""
     unattended_upgrades: StrictBool = True
     """Install and enable unattended-upgrades."""
 
@@ -1286,6 +1287,23 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
     return issues
 
 
+def ssh_lockout_issues(s: Settings, data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``ssh_allow_root_keys = False`` while the deploy logs in as root (pyinfra's ``ssh_user`` unset or 'root'
+    in the host's merged data): that deploy would end with sshd refusing root, so the next one could not log in.
+    (pyinfra's ``--user`` option is not seen here: the inventory is checked before it applies; set ssh_user in
+    the data instead.)"""
+    if s.ssh_allow_root_keys:
+        return []
+    user = data.get("ssh_user")
+    if user not in (None, "", "root"):
+        return []
+    how = "ssh_user = 'root'" if user == "root" else "ssh_user is not set"
+    return [("ssh_allow_root_keys", f"False while the deploy logs in as root ({how}) locks the next deploy out "
+                                    "(sshd would refuse root); write ssh_allow_root_keys = True, or log in as "
+                                    "another user: ssh_user = 'deploy' and _sudo = True (a user with your SSH key "
+                                    "and sudo on the host)")]
+
+
 # --------------------------------------------------------------------------------------------
 # Building from merged data with source attribution
 
@@ -1377,6 +1395,9 @@ def collect_issues(
                 label = "inventory.py"
             issues.append(Issue(label, path, msg, [name]))
         return None, issues
+    lockout = ssh_lockout_issues(settings, data)  # needs pyinfra's connection keys, which the model drops
+    if lockout:
+        return None, [Issue(src(path), path, msg, [name]) for path, msg in lockout]
     return settings, []
 
 
