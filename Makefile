@@ -7,15 +7,39 @@ BIN    := $(VENV)/bin
 LABCTL := tests/lab/labctl
 export MAILSTEAD_LAB_ID ?= lab
 
-.PHONY: venv lab lab-down lab-deploy test unit bench readme clean
+LOCK   := requirements.lock
+LOCK_TOOLS := .venv-lock
+# pip-compile's options for requirements.lock: hashes of every file, the dev extra (pytest), the build backend
+# (setuptools, so the project itself installs without fetching anything unlocked), no index or find-links lines
+# (they name this machine's package sources)
+LOCK_OPTIONS := --quiet --generate-hashes --extra dev --all-build-deps --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-trusted-host --no-emit-find-links
 
+.PHONY: venv lock lock-upgrade lab lab-down lab-deploy test unit bench readme clean
+
+## make venv: .venv with exactly the versions in requirements.lock (every file checked against its hash),
+## then mailstead itself (editable, no dependencies of its own: they all come from the lock).
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+## make lock: re-resolve requirements.lock after a change to pyproject.toml (keeps the versions already locked
+## where they still fit); make lock-upgrade: the newest versions pyproject.toml allows. Both use pip-tools from
+## their own venv (.venv-lock), resolve for this Python, and leave .venv to `make venv`.
+lock: $(LOCK_TOOLS)/bin/pip-compile
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile $(LOCK_OPTIONS) -o $(LOCK) pyproject.toml
+
+lock-upgrade: $(LOCK_TOOLS)/bin/pip-compile
+	CUSTOM_COMPILE_COMMAND="make lock-upgrade" $(LOCK_TOOLS)/bin/pip-compile $(LOCK_OPTIONS) --upgrade \
+		-o $(LOCK) pyproject.toml
+
+$(LOCK_TOOLS)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/pip install --quiet 'pip-tools>=7.4,<8'
 
 ## make lab: boot the lab (Debian 13 hosts in private network namespaces) and deploy mailstead onto it.
 lab: venv
@@ -46,4 +70,4 @@ readme: venv
 	$(BIN)/python -m mailstead settings-reference --write README.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LOCK_TOOLS) build *.egg-info

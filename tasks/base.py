@@ -99,6 +99,7 @@ def _apt(settings) -> None:
         dest="/etc/apt/sources.list.d/debian.sources",
         src="base/debian.sources.j2",
         context={"main": main, "security": security},
+        secret=False,
     )
     apt.update(name="Update apt lists after a sources change", _if=sources.did_change)
     apt.update(name="Update apt lists when older than 6 hours", cache_time=6 * 3600)
@@ -109,6 +110,7 @@ def _apt(settings) -> None:
         src="base/20auto-upgrades.j2",
         context={"enabled": settings.unattended_upgrades},
         check="apt-config -c {staged} dump >/dev/null",
+        secret=False,
     )
 
 
@@ -176,6 +178,7 @@ def _ssh(settings) -> None:
         content=content,
         check=sshd_check_command(content),
         restarts="ssh",
+        secret=False,
     )
     old = [absent_file(name=f"Remove the old {p} (cloud-init's 50-cloud-init.conf sorted first)", path=p,
                        restarts="ssh") for p in OLD_SSHD_DROPINS]
@@ -195,6 +198,7 @@ def _chrony(settings) -> None:
             dest=dropin_path,
             src="base/chrony-container.conf.j2",
             restarts=[DAEMON_RELOAD, "chrony"],
+            secret=False,
         )
     run_pending(name="Reload systemd units", marker=DAEMON_RELOAD, command="systemctl daemon-reload",
                 ops=(dropin,))
@@ -208,6 +212,7 @@ def _chrony(settings) -> None:
             content=ca_file.read_bytes(),
             mode="644",
             restarts="chrony",
+            secret=False,  # CA certificates: public
         ))
     config = checked_file(
         name="chrony with NTS time servers",
@@ -219,6 +224,7 @@ def _chrony(settings) -> None:
         },
         check="chronyd -p -f {staged} >/dev/null",
         restarts="chrony",
+        secret=False,
     )
     enable_and_start("chrony")
     restart_if("chrony", config, dropin, *trusted)

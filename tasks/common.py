@@ -39,10 +39,12 @@ from io import BytesIO
 from pathlib import Path, PurePosixPath
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from pyinfra import host, state
+from pyinfra import host, logger, state
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
-from pyinfra.facts.files import File, Sha1File
+from pyinfra.api.output import format_text
+from pyinfra.facts.files import File, FileContents, Sha1File
 from pyinfra.operations import systemd
+from pyinfra.operations.util.files import generate_color_diff
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
 STAGED_SUFFIX = ".mailstead-new"
@@ -159,6 +161,7 @@ def checked_file(
     user: str = "root",
     group: str = "root",
     restarts: str | Sequence[str] | None = None,
+    secret: bool = True,
 ):
     """Install ``dest`` from a template (``src`` + ``context``) or from ``content``, validated first.
 
@@ -168,10 +171,14 @@ def checked_file(
       command that moves the new file into place (and with an owner/mode fix); pair it with
       ``restart_if("dovecot", ...)`` (or ``run_pending``), which honours the marker even when a later run
       sees no change because the run that changed the file was interrupted before the restart.
+    + secret: the content may hold a secret (the default): ``pyinfra --diff`` only says that the file will be
+      created or modified, "content hidden", and never reads the live file. ``secret=False`` (a file that
+      holds no secret: a daemon's configuration, a table without hashes, a certificate) shows the unified
+      diff against the live file, as pyinfra's own ``files.put``/``files.template`` do.
     Reports no change when the live file already has this content, owner and mode.
-    The content is never printed (it may hold secrets) and never readable by anyone but root before it has
-    its owner and mode: it is uploaded into /var/lib/mailstead/staging (0700 root, made here if missing),
-    chowned/chmodded there, moved next to ``dest`` as ``<dest>.mailstead-new`` for the check (same
+    The content is printed only with ``--diff`` and ``secret=False``, and never readable by anyone but root
+    before it has its owner and mode: it is uploaded into /var/lib/mailstead/staging (0700 root, made here if
+    missing), chowned/chmodded there, moved next to ``dest`` as ``<dest>.mailstead-new`` for the check (same
     directory, so the final ``mv`` is an atomic rename), then moved onto ``dest``.
     """
     if content is None:
@@ -193,9 +200,11 @@ def checked_file(
         if not fixes:
             host.noop(f"{dest} is up to date")
             return
+        _log_owner_mode_diff(current, user, group, want_mode)
         yield _write_markers(markers) + " && ".join(fixes)
         return
 
+    _log_content_diff(dest, data, exists=bool(current), secret=secret)
     staged = dest + STAGED_SUFFIX
     upload = f"{STAGING_DIR}/{hashlib.sha1(dest.encode()).hexdigest()[:16]}-{PurePosixPath(dest).name}"
     q_staged, q_dest, q_upload = shlex.quote(staged), shlex.quote(dest), shlex.quote(upload)
@@ -222,6 +231,46 @@ def checked_file(
         )
     # the marker first: interrupted between the two, the next run restarts once too often, never too rarely
     yield _write_markers(markers) + f"mv -f {q_staged} {q_dest}"
+
+
+def _log_content_diff(dest: str, data: bytes, exists: bool, secret: bool) -> None:
+    """With ``pyinfra --diff``: what checked_file is about to write, the way files.put shows it (pyinfra's
+    own ``generate_color_diff`` against the live file read with the ``FileContents`` fact). A secret file
+    only gets its verb and "content hidden": neither the new nor the live content is read or printed."""
+    if not state.config.DIFF:
+        return
+    verb = "modify" if exists else "create"
+    if secret:
+        host.log(f"Will {verb} {format_text(dest, bold=True)} (content hidden: it may hold a secret)", logger.info)
+        logger.info("")
+        return
+    host.log(f"Will {verb} {format_text(dest, bold=True)}", logger.info)
+    try:
+        desired_lines = data.decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        logger.info("  (binary content not shown)")
+        logger.info("")
+        return
+    current_lines = []
+    if exists:
+        current_lines = [line + "\n" for line in host.get_fact(FileContents, path=dest) or []]
+    for line in generate_color_diff(current_lines, desired_lines):
+        logger.info("  %s", line)
+    logger.info("")
+
+
+def _log_owner_mode_diff(current: dict, user: str, group: str, want_mode: str) -> None:
+    """With ``pyinfra --diff``: an owner or mode fix of an up-to-date file, as files.put shows it."""
+    if not state.config.DIFF:
+        return
+    have_mode = _mode(current.get("mode", ""))
+    if have_mode != want_mode:
+        logger.info("mode %s", format_text(have_mode, "red"))
+        logger.info("mode %s", format_text(want_mode, "green"))
+    have = (current.get("user"), current.get("group"))
+    if have != (user, group):
+        logger.info("chown %s:%s", format_text(str(have[0]), "red"), format_text(str(have[1]), "red"))
+        logger.info("chown %s:%s", format_text(user, "green"), format_text(group, "green"))
 
 
 @operation()

@@ -8,7 +8,7 @@ every later deploy and by a rebuilt host). On the host:
 
 <group> is ``_rspamd`` (the signer's group on Debian) when it exists, else ``root``; run this stage after
 rspamd is installed so the signer can read the keys. Retired keys are removed from the host. File contents
-are never printed (``checked_file`` uploads without diffs), not even with ``--diff``.
+are never printed (``checked_file(..., secret=True)``: ``--diff`` says "content hidden").
 
 ``signing_selectors(settings)`` gives the rspamd task what to sign with: {domain: [(selector, path)]} for the
 active keys only (published-only keys are in DNS and on disk but do not sign yet).
@@ -58,6 +58,7 @@ def deploy(settings) -> list:
                 ops.append(checked_file(
                     name=f"DKIM: {k.algorithm} key {k.selector} for {domain} ({k.state})",
                     dest=dest, content=k.path.read_bytes(), mode="640", user="root", group=group,
+                    secret=True,
                 ))
             else:
                 ops.append(files.file(name=f"DKIM: remove retired key {k.selector} of {domain}", path=dest,

@@ -67,7 +67,7 @@ def deploy(settings, extra_settings: list[str] | None = None, imap_starttls: boo
     opensmtpd.ensure_users(settings)
 
     users = checked_file(name="Dovecot users (passwd-file)", dest=USERS_FILE, content=users_file(settings),
-                         mode="640", user="root", group="dovecot", restarts=AUTH_CACHE_MARKER)
+                         mode="640", user="root", group="dovecot", restarts=AUTH_CACHE_MARKER, secret=True)
     conf = checked_file(
         name="dovecot.conf (checked with doveconf -n)",
         dest=CONFIG,
@@ -77,6 +77,7 @@ def deploy(settings, extra_settings: list[str] | None = None, imap_starttls: boo
         user="root",
         group="root",
         restarts="dovecot",
+        secret=False,
     )
     enable_and_start("dovecot")
     # a restart also empties the auth cache: it clears the users file's marker too

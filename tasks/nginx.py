@@ -52,10 +52,10 @@ def deploy(settings, tls_changed: list | None = None) -> list:
             files.directory(name=f"nginx: {WEBROOT}/{d}/{sub}", path=f"{WEBROOT}/{d}/{sub}", user="root",
                             group="root", mode="755")
         ops.append(checked_file(name=f"nginx: MTA-STS policy of {d}", dest=f"{WEBROOT}/{d}/.well-known/mta-sts.txt",
-                                content=mta_sts_policy(env), mode="644"))
+                                content=mta_sts_policy(env), mode="644", secret=False))
         ops.append(checked_file(name=f"nginx: autoconfig of {d}", dest=f"{WEBROOT}/{d}/mail/config-v1.1.xml",
                                 src="nginx/config-v1.1.xml.j2", context={"domain": d, "mail_host": mail_host},
-                                mode="644"))
+                                mode="644", secret=False))
     conf = checked_file(
         name="nginx: mailstead.conf (checked with nginx -t)",
         dest=CONF,
@@ -64,6 +64,7 @@ def deploy(settings, tls_changed: list | None = None) -> list:
         check=_check_command(),
         mode="644",
         restarts="nginx",
+        secret=False,
     )
     ops.append(conf)
     enable_and_start("nginx")

@@ -198,6 +198,11 @@ def table_owner(name: str, lay: Layout) -> dict:
     return {"user": "root", "group": "root", "mode": "644"}
 
 
+def table_is_secret(name: str) -> bool:
+    """The credentials table holds password hashes: ``--diff`` never shows it. The other tables hold names."""
+    return name == "credentials"
+
+
 def listen_addresses(settings) -> list[str]:
     """Wildcards (the public address may sit behind 1:1 NAT); IPv6 only when the host publishes an IPv6 address
     (binding :: fails on a host without IPv6)."""
@@ -347,7 +352,8 @@ def deploy(settings, filters=()) -> None:
     table_ops = []
     for name, content in tables(settings).items():
         table_ops.append(checked_file(name=f"smtpd table {name}", dest=f"{TABLES_DIR}/{name}", content=content,
-                                      restarts=table_marker(name), **table_owner(name, lay)))
+                                      restarts=table_marker(name), secret=table_is_secret(name),
+                                      **table_owner(name, lay)))
     if uses_dovecot_auth(settings):
         absent_file(name="no credentials table (AUTH goes to Dovecot)", path=f"{TABLES_DIR}/credentials")
     else:
@@ -362,6 +368,7 @@ def deploy(settings, filters=()) -> None:
         check=f"{lay.smtpd} -n -f {{staged}} >/dev/null",
         mode="644",
         restarts="opensmtpd",
+        secret=False,
     )
     enable_and_start(lay.service)
     # a restart reads every table anew: it settles the tables' markers too

@@ -213,12 +213,12 @@ def deploy(settings) -> list:
     ops: list = []
     if settings.tls.mode == "lab":
         key_pem, chain_pem, ca_pem = ensure_lab_host_cert(settings)
-        # checked_file, not files.put: pyinfra's --diff would print a files.put source (the private key).
+        # checked_file(secret=True), not files.put: pyinfra's --diff would print a files.put source (the key).
         # the daemons' pending markers are written with the files: an interrupted run still restarts them next time
         ops.append(checked_file(name="TLS private key (lab CA)", content=key_pem, dest=KEY_PATH,
-                                user="root", group=TLS_GROUP, mode="640", restarts=CERT_USERS))
+                                user="root", group=TLS_GROUP, mode="640", restarts=CERT_USERS, secret=True))
         ops.append(checked_file(name="TLS certificate chain (lab CA)", content=chain_pem, dest=CERT_PATH,
-                                user="root", group="root", mode="644", restarts=CERT_USERS))
+                                user="root", group="root", mode="644", restarts=CERT_USERS, secret=False))
         trust = files.put(name="Trust the lab CA on the host", src=BytesIO(ca_pem), dest=LAB_CA_TRUST_PATH,
                           user="root", group="root", mode="644")
         server.shell(name="Update the host's CA bundle", commands=["update-ca-certificates >/dev/null"],

@@ -17,14 +17,27 @@ Modules (each depends only on those above it):
 """
 
 from mailstead.settings.build import build_settings, collect_issues, from_host, is_data_value, is_pyinfra_key
-from mailstead.settings.environment import (MX_PREFERENCE, EnvironmentSettings, MailHost, MxRecord, Spamtrap,
-                                            environment_issues)
+from mailstead.settings.checks import ssh_lockout_issues
+from mailstead.settings.environment import (
+                                            MX_PREFERENCE,
+                                            EnvironmentSettings,
+                                            MailHost,
+                                            MxRecord,
+                                            Spamtrap,
+                                            environment_issues,
+)
 from mailstead.settings.errors import Issue, SettingsError
-from mailstead.settings.fields import (DNS_PROVIDERS, ENVIRONMENT_WIDE_FIELDS, HASH_PATTERNS, ROLES, is_domain,
-                                       quota_bytes, split_address)
+from mailstead.settings.fields import (
+                                            DNS_PROVIDERS,
+                                            ENVIRONMENT_WIDE_FIELDS,
+                                            HASH_PATTERNS,
+                                            ROLES,
+                                            is_domain,
+                                            quota_bytes,
+                                            split_address,
+)
 from mailstead.settings.host import Settings
-from mailstead.settings.models import (DEFAULT_NTP, DNS_REQUIRED, DnsProvider, OpenSmtpd, Tls, User,
-                                       signify_key_problem)
+from mailstead.settings.models import DEFAULT_NTP, DNS_REQUIRED, DnsProvider, OpenSmtpd, Tls, User, signify_key_problem
 from mailstead.settings.reference import settings_reference_markdown
 
 __all__ = [
@@ -32,5 +45,5 @@ __all__ = [
     "ROLES", "DnsProvider", "EnvironmentSettings", "Issue", "MailHost", "MxRecord", "OpenSmtpd", "Settings",
     "SettingsError", "Spamtrap", "Tls", "User", "build_settings", "collect_issues", "environment_issues",
     "from_host", "is_data_value", "is_domain", "is_pyinfra_key", "quota_bytes", "settings_reference_markdown",
-    "signify_key_problem", "split_address",
+    "signify_key_problem", "split_address", "ssh_lockout_issues",
 ]

@@ -6,12 +6,13 @@ import re
 import types
 from typing import Any, Mapping
 
-from mailstead.settings.checks import _SemanticIssues
+from pydantic import ValidationError
+
+from mailstead.settings.checks import _SemanticIssues, ssh_lockout_issues
 from mailstead.settings.errors import Issue, SettingsError
 from mailstead.settings.fields import _DERIVED_KEYS, _PLAINTEXT_KEYS, PYINFRA_KEY_PREFIXES, ROLES
 from mailstead.settings.host import Settings
 from mailstead.settings.messages import _issue_from_error
-from pydantic import ValidationError
 
 # --------------------------------------------------------------------------------------------
 # Building from merged data with source attribution
@@ -23,7 +24,9 @@ def is_data_value(value: Any) -> bool:
 
 
 def is_pyinfra_key(key: str) -> bool:
-    return key.startswith(PYINFRA_KEY_PREFIXES)
+    """pyinfra's own keys (connector data such as ssh_user, global arguments such as _sudo), which the settings
+    leave alone; a setting of ours that shares a prefix (ssh_allow_root_keys) is not one of them."""
+    return key.startswith(PYINFRA_KEY_PREFIXES) and key not in Settings.model_fields
 
 
 def _host_sources(host: Any) -> dict[str, str]:
@@ -100,6 +103,9 @@ def collect_issues(
                 label = "inventory.py"
             issues.append(Issue(label, path, msg, [name]))
         return None, issues
+    lockout = ssh_lockout_issues(settings, data)  # needs pyinfra's connection keys, which the model drops
+    if lockout:
+        return None, [Issue(src(path), path, msg, [name]) for path, msg in lockout]
     return settings, []
 
 

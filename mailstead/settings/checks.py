@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from mailstead.settings.errors import _show
 from mailstead.settings.fields import ROLES, _Bad, _ip_literal, _plain
@@ -158,3 +158,20 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
                 issues.append(("dns.zone", f"domain {d!r} is not inside zone {s.dns.zone!r}; remove zone "
                                            "(each domain is then its own zone) or fix it"))
     return issues
+
+
+def ssh_lockout_issues(s: Settings, data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``ssh_allow_root_keys = False`` while the deploy logs in as root (pyinfra's ``ssh_user`` unset or 'root'
+    in the host's merged data): that deploy would end with sshd refusing root, so the next one could not log in.
+    (pyinfra's ``--user`` option is not seen here: the inventory is checked before it applies; set ssh_user in
+    the data instead.)"""
+    if s.ssh_allow_root_keys:
+        return []
+    user = data.get("ssh_user")
+    if user not in (None, "", "root"):
+        return []
+    how = "ssh_user = 'root'" if user == "root" else "ssh_user is not set"
+    return [("ssh_allow_root_keys", f"False while the deploy logs in as root ({how}) locks the next deploy out "
+                                    "(sshd would refuse root); write ssh_allow_root_keys = True, or log in as "
+                                    "another user: ssh_user = 'deploy' and _sudo = True (a user with your SSH key "
+                                    "and sudo on the host)")]

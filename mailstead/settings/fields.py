@@ -8,11 +8,11 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Annotated, Any, Callable
 from urllib.parse import urlsplit
 
-from mailstead.settings.errors import _CONTROL_RE, _show, _show_url
 from pydantic import BeforeValidator, StrictStr
 from pydantic_core import PydanticCustomError
 
 from mailstead.policies import DMARC_TAGS  # noqa: F401 - the settings' own list of DMARC tags
+from mailstead.settings.errors import _CONTROL_RE, _show, _show_url
 
 ROLES = ("mailservers", "spamtraps")
 DNS_PROVIDERS = ("powerdns", "rfc2136", "hetzner", "cloudflare", "desec", "none")

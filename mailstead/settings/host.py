@@ -7,8 +7,10 @@ import re
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal, Mapping
 
-from mailstead.settings.checks import _ip_check, _SemanticIssues, semantic_issues
+from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
+
 from mailstead import policies
+from mailstead.settings.checks import _ip_check, _SemanticIssues, semantic_issues
 from mailstead.settings.errors import _CONTROL_RE, _show
 from mailstead.settings.fields import (
     _DMARC_SIZE_RE,
@@ -35,7 +37,6 @@ from mailstead.settings.fields import (
     split_address,
 )
 from mailstead.settings.models import DEFAULT_NTP, DnsProvider, OpenSmtpd, Tls, User, _Model
-from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
 
 # --------------------------------------------------------------------------------------------
 # The settings of one host
@@ -122,7 +123,8 @@ class Settings(_Model):
     """APT mirror URI to configure (http or https, without user:password@); None = keep the mirror already
     configured on the host."""
     ssh_allow_root_keys: StrictBool = True
-    """Allow root login with SSH keys (password login is always off)."""
+    """Allow root login with SSH keys (password login is always off). False needs a deploy that logs in as
+    another user (ssh_user with _sudo): the check refuses it while the deploy logs in as root."""
     unattended_upgrades: StrictBool = True
     """Install and enable unattended-upgrades."""
 

@@ -6,11 +6,12 @@ import difflib
 import re
 from typing import Any, Mapping
 
+from pydantic import BaseModel
+
 from mailstead.settings.errors import Issue, _py, _show
 from mailstead.settings.fields import _DERIVED_KEYS, _ENV_RE, _PLAINTEXT_KEYS, HASH_FIX, ROLES, SECRETISH
 from mailstead.settings.host import Settings
 from mailstead.settings.models import DnsProvider, OpenSmtpd, Tls, User
-from pydantic import BaseModel
 
 
 def _field_path(loc: tuple) -> str:

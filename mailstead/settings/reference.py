@@ -6,11 +6,12 @@ import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from pydantic import BaseModel
+
 from mailstead.settings.errors import _py
 from mailstead.settings.fields import _DERIVED_KEYS
 from mailstead.settings.host import Settings
 from mailstead.settings.models import DNS_REQUIRED, DnsProvider, OpenSmtpd, Tls, User
-from pydantic import BaseModel
 
 # --------------------------------------------------------------------------------------------
 # README reference

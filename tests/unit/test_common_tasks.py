@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import grp
 import hashlib
+import inspect
+import logging
 import os
 import pwd
 import shlex
@@ -18,12 +20,12 @@ from types import SimpleNamespace
 import pytest
 from pyinfra.api import FileUploadCommand, StringCommand
 from pyinfra.context import ctx_host, ctx_state
-from pyinfra.facts.files import File, Sha1File
+from pyinfra.facts.files import File, FileContents, Sha1File
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tasks import base, common  # noqa: E402
+from tasks import base, common, opensmtpd  # noqa: E402
 
 SECRET = "s3cret-do-not-print-" + "x" * 20
 ME, MY_GROUP = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
@@ -35,6 +37,7 @@ class FakeHost:
     def __init__(self, facts: dict | None = None, global_arguments: dict | None = None):
         self.facts = facts or {}
         self.noops: list[str] = []
+        self.logs: list[str] = []  # host.log(): the "Will modify <dest>" lines of --diff
         self.current_op_global_arguments = global_arguments or {}
 
     def get_fact(self, cls, **kwargs):
@@ -48,6 +51,9 @@ class FakeHost:
     def noop(self, description):
         self.noops.append(description)
 
+    def log(self, message, log_func=None):
+        self.logs.append(message)
+
 
 class FakeOp:
     def __init__(self, changed: bool):
@@ -58,8 +64,10 @@ class FakeOp:
         return self.changed
 
 
-def run_op(op, fake_host: FakeHost, *args, executing: bool = True, **kwargs) -> list:
-    with ctx_host.use(fake_host), ctx_state.use(SimpleNamespace(is_executing=executing, cwd=None)):
+def run_op(op, fake_host: FakeHost, *args, executing: bool = True, diff: bool = False, **kwargs) -> list:
+    """The operation's commands; ``diff``: as with ``pyinfra --diff`` (config.DIFF)."""
+    state = SimpleNamespace(is_executing=executing, cwd=None, config=SimpleNamespace(DIFF=diff))
+    with ctx_host.use(fake_host), ctx_state.use(state):
         return list(op._inner(*args, **kwargs))
 
 
@@ -128,6 +136,66 @@ def test_an_owner_or_mode_fix_writes_the_marker_in_the_same_command():
     shell = shell_texts(run_op(common.checked_file, h, dest="/etc/x.conf", content="same\n", restarts="x"))
     assert len(shell) == 1
     assert shell[0].endswith(f"touch {common.PENDING_DIR}/x && chown root:root /etc/x.conf && chmod 644 /etc/x.conf")
+
+
+# ----------------------------------------------------------------------------- --diff
+
+
+def diff_output(caplog, h: FakeHost, *args, **kwargs) -> str:
+    """Everything checked_file logs with --diff (host.log lines and pyinfra's logger)."""
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        run_op(common.checked_file, h, *args, diff=True, **kwargs)
+    return "\n".join(h.logs + [r.getMessage() for r in caplog.records])
+
+
+def test_secret_is_the_default():
+    assert inspect.signature(common.checked_file._inner).parameters["secret"].default is True
+
+
+def test_diff_shows_a_non_secret_change_as_a_unified_diff(caplog):
+    dest = "/etc/x.conf"
+    facts = file_facts(dest, b"a\nb\nold\n") | {(FileContents, dest): ["a", "b", "old"]}
+    out = diff_output(caplog, FakeHost(facts), dest=dest, content="a\nb\nnew\n", secret=False)
+    assert f"Will modify {dest}" in out
+    assert "@@ -1,3 +1,3 @@" in out and "- old" in out and "+ new" in out and "  b" in out
+    assert "content hidden" not in out
+
+
+def test_diff_shows_a_new_non_secret_file_whole(caplog):
+    dest = "/etc/x.conf"
+    out = diff_output(caplog, FakeHost(file_facts(dest, None)), dest=dest, content="one\ntwo\n", secret=False)
+    assert f"Will create {dest}" in out and "+ one" in out and "+ two" in out
+
+
+def test_diff_never_shows_or_reads_a_secret_file(caplog):
+    dest = "/etc/dovecot/users"
+    # no FileContents fact: FakeHost fails on a fact it was not given, so the live file is never read
+    for exists in (True, False):
+        h = FakeHost(file_facts(dest, b"old " + SECRET.encode() if exists else None))
+        out = diff_output(caplog, h, dest=dest, content="new " + SECRET, mode="640")
+        verb = "modify" if exists else "create"
+        assert f"Will {verb} {dest} (content hidden: it may hold a secret)" in out
+        assert SECRET not in out and "new" not in out.replace(f"Will {verb}", "")
+        caplog.clear()
+
+
+def test_diff_shows_an_owner_or_mode_fix_but_no_content(caplog):
+    h = FakeHost(file_facts("/etc/x.conf", SECRET.encode(), group="adm", mode=600))
+    out = diff_output(caplog, h, dest="/etc/x.conf", content=SECRET)
+    assert "mode 600" in out and "mode 644" in out and "chown root:adm" in out and "chown root:root" in out
+    assert SECRET not in out
+
+
+def test_without_diff_nothing_is_logged_and_the_live_file_is_not_read(caplog):
+    h = FakeHost(file_facts("/etc/x.conf", b"old\n"))  # no FileContents fact given
+    with caplog.at_level(logging.INFO, logger="pyinfra"):
+        run_op(common.checked_file, h, dest="/etc/x.conf", content="new\n", secret=False)
+    assert h.logs == [] and caplog.records == []
+
+
+def test_only_the_credentials_table_is_secret():
+    assert opensmtpd.table_is_secret("credentials")
+    assert not any(opensmtpd.table_is_secret(n) for n in opensmtpd.TABLE_NAMES if n != "credentials")
 
 
 def test_with_sudo_the_login_users_upload_goes_to_a_private_dir_not_tmp():
@@ -393,3 +461,17 @@ def test_sshd_check_reports_a_config_sshd_refuses(ssh_host):
     (ssh_host.dir / "sshd_config.d" / "60-broken.conf").write_text("Broken yes\n")
     proc = ssh_host.check()
     assert proc.returncode == 255 and "Bad configuration option" in proc.stderr
+
+
+def test_every_task_says_whether_its_file_holds_a_secret():
+    """Each checked_file call in tasks/ passes secret= explicitly (the default hides the diff, which is safe but
+    useless for a plain configuration file): whoever adds a file decides."""
+    import ast
+
+    missing = []
+    for path in sorted((ROOT / "tasks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "checked_file":
+                if not any(k.arg == "secret" for k in node.keywords):
+                    missing.append(f"{path.name}:{node.lineno}")
+    assert not missing, f"checked_file without secret=: {missing}"

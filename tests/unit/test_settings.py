@@ -27,6 +27,7 @@ from mailstead.settings import (
     SettingsError,
     from_host,
     settings_reference_markdown,
+    ssh_lockout_issues,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -226,6 +227,13 @@ CASES = [
     ("env-without-mailserver", lambda p: p.groups.update(
         mailservers=[], production=["trap1.example.org", "trap3.example.org"]),
      ["inventory.py", "environment 'production' has no host in the mailservers group"]),
+    ("ssh-root-keys-off-as-root", lambda p: p.append("all.py", "ssh_allow_root_keys = False"),
+     ["group_data/all.py", "ssh_allow_root_keys", "logs in as root (ssh_user is not set)",
+      "locks the next deploy out", "write ssh_allow_root_keys = True", "ssh_user = 'deploy' and _sudo = True"]),
+    ("ssh-root-keys-off-ssh-user-root", lambda p: (
+        p.append("mailservers.py", "ssh_allow_root_keys = False"), p.host("mx1.example.org", ssh_user="root")),
+     ["group_data/mailservers.py", "ssh_allow_root_keys", "logs in as root (ssh_user = 'root')",
+      "locks the next deploy out", "mx1.example.org"]),
 ]
 
 
@@ -310,6 +318,27 @@ def test_pyinfra_keys_helpers_and_private_names_are_ignored(tmp_path, make_proje
     project.host("mx1.example.org", ssh_user="root", ssh_port=2222, _sudo=True, winrm_port=1,
                  docker_identifier="x", local_x=1)
     assert project.check()["mx1.example.org"].fqdn == "mx1.example.org"
+
+
+def test_a_setting_with_a_pyinfra_prefix_is_read(tmp_path, make_project):
+    """ssh_allow_root_keys starts like pyinfra's ssh_* connector keys, but it is ours: group_data sets it."""
+    project = make_project(tmp_path)
+    project.append("all.py", 'ssh_allow_root_keys = False\nssh_user = "deploy"\n_sudo = True')
+    settings = project.check()
+    assert all(s.ssh_allow_root_keys is False for s in settings.values())
+    project.append("all.py", 'ssh_allow_root_keys = "no"')
+    assert "ssh_allow_root_keys" in project.error()
+
+
+def test_ssh_lockout_check_reads_ssh_user_from_the_hosts_data(tmp_path, make_project):
+    """The check on its own: only False with a root login (ssh_user unset, empty or 'root') is a problem."""
+    s = make_project(tmp_path).check()["mx1.example.org"]
+    off = s.model_copy(update={"ssh_allow_root_keys": False})
+    assert ssh_lockout_issues(s, {}) == []
+    for data in ({}, {"ssh_user": None}, {"ssh_user": ""}, {"ssh_user": "root"}):
+        [(field, message)] = ssh_lockout_issues(off, data)
+        assert field == "ssh_allow_root_keys" and "write ssh_allow_root_keys = True" in message
+    assert ssh_lockout_issues(off, {"ssh_user": "deploy", "_sudo": True}) == []
 
 
 def test_mx_preferences_and_environment_view(tmp_path, make_project):
@@ -513,7 +542,7 @@ def run_pyinfra(project, port: int) -> subprocess.CompletedProcess:
 
 
 CLI_CASES = ["plaintext-password", "alias-loop-2", "unknown-dns-provider", "ipv4-given-ipv6",
-             "hosts-disagree", "dmarc-pct-removed", "group-data-syntax-error"]
+             "hosts-disagree", "dmarc-pct-removed", "group-data-syntax-error", "ssh-root-keys-off-as-root"]
 
 
 @pytest.mark.parametrize("case_id", CLI_CASES)
