@@ -1,6 +1,6 @@
 """DKIM keys: made once on the deploy machine, kept in the secrets directory, reused by every deploy.
 
-Layout (``<secrets_dir>/dkim/<domain>/``, directories 0700, files 0600):
+Layout (``<secrets_dir>/dkim/<domain>/``, see mailstead/secrets.py; directories 0700, files 0600):
 
   index.json            {"selectors": [{"selector", "algorithm", "bits", "state", "created", "file"}, ...]}
   r20261126.key         RSA private key, PKCS#8 PEM (rspamd loads PEM through OpenSSL)
@@ -38,6 +38,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from mailstead import secrets
 
 ACTIVE, PUBLISHED, RETIRED = "active", "published-only", "retired"
 STATES = (ACTIVE, PUBLISHED, RETIRED)
@@ -81,38 +83,6 @@ class DkimKey:
         return self.state in (ACTIVE, PUBLISHED)
 
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-
-
-def secrets_root(secrets_dir: str | os.PathLike) -> Path:
-    """``secrets_dir`` as an absolute path; a relative one is relative to the project directory (as in
-    tasks/tls.py), so keys land in the same place whatever the current directory is."""
-    p = Path(secrets_dir)
-    return p if p.is_absolute() else PROJECT_DIR / p
-
-
-def _domain_dir(secrets_dir: str | os.PathLike, domain: str) -> Path:
-    return secrets_root(secrets_dir) / "dkim" / domain.lower().rstrip(".")
-
-
-def _mkdir_private(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 from the start (never world-readable, not even briefly)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
 def _load_index(d: Path) -> list[dict]:
     idx = d / "index.json"
     if not idx.exists():
@@ -121,7 +91,7 @@ def _load_index(d: Path) -> list[dict]:
 
 
 def _save_index(d: Path, entries: list[dict]) -> None:
-    _write_private(d / "index.json", (json.dumps({"selectors": entries}, indent=2) + "\n").encode())
+    secrets.write_private(d / "index.json", (json.dumps({"selectors": entries}, indent=2) + "\n").encode())
 
 
 def _to_keys(domain: str, d: Path, entries: list[dict]) -> list[DkimKey]:
@@ -145,14 +115,14 @@ def _new_pair(d: Path, entries: list[dict], rsa_bits: int, state: str, today: _d
     rsa_sel, ed_sel = f"r{stamp}{suffix}", f"e{stamp}{suffix}"
 
     rkey = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
-    _write_private(
+    secrets.write_private(
         d / f"{rsa_sel}.key",
         rkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
     ekey = ed25519.Ed25519PrivateKey.generate()
     seed = ekey.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
     pub = ekey.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    _write_private(d / f"{ed_sel}.key", base64.b64encode(seed + pub))
+    secrets.write_private(d / f"{ed_sel}.key", base64.b64encode(seed + pub))
     return [
         {"selector": rsa_sel, "algorithm": "rsa", "bits": rsa_bits, "state": state, "created": created, "file": f"{rsa_sel}.key"},
         {"selector": ed_sel, "algorithm": "ed25519", "bits": None, "state": state, "created": created, "file": f"{ed_sel}.key"},
@@ -161,9 +131,9 @@ def _new_pair(d: Path, entries: list[dict], rsa_bits: int, state: str, today: _d
 
 def ensure_keys(secrets_dir: str | os.PathLike, domain: str, rsa_bits: int = 2048, today: _dt.date | None = None) -> list[DkimKey]:
     """The domain's keys; the first call creates one active RSA + Ed25519 pair, later calls reuse them."""
-    d = _domain_dir(secrets_dir, domain)
-    _mkdir_private(d.parent)
-    _mkdir_private(d)
+    d = secrets.dkim_dir(secrets_dir, domain)
+    secrets.private_dir(d.parent)
+    secrets.private_dir(d)
     entries = _load_index(d)
     if not any(e["state"] == ACTIVE for e in entries):
         if rsa_bits < MIN_RSA_BITS:
@@ -174,7 +144,7 @@ def ensure_keys(secrets_dir: str | os.PathLike, domain: str, rsa_bits: int = 204
 
 
 def keys(secrets_dir: str | os.PathLike, domain: str) -> list[DkimKey]:
-    d = _domain_dir(secrets_dir, domain)
+    d = secrets.dkim_dir(secrets_dir, domain)
     return _to_keys(domain, d, _load_index(d))
 
 
@@ -198,7 +168,7 @@ def dkim_public(secrets_dir: str | os.PathLike, domains, rsa_bits: int = 2048, c
 
 
 def rotate(secrets_dir, domain: str, rsa_bits: int = 2048, today: _dt.date | None = None) -> list[DkimKey]:
-    d = _domain_dir(secrets_dir, domain)
+    d = secrets.dkim_dir(secrets_dir, domain)
     ensure_keys(secrets_dir, domain, rsa_bits, today)
     entries = _load_index(d)
     new = _new_pair(d, entries, rsa_bits, PUBLISHED, today or _dt.date.today())
@@ -208,7 +178,7 @@ def rotate(secrets_dir, domain: str, rsa_bits: int = 2048, today: _dt.date | Non
 
 def activate(secrets_dir, domain: str) -> list[DkimKey]:
     """Newest published-only pair → active; the previously active keys → published-only (still in DNS)."""
-    d = _domain_dir(secrets_dir, domain)
+    d = secrets.dkim_dir(secrets_dir, domain)
     entries = _load_index(d)
     active_created = max((e["created"] + e["selector"][1:] for e in entries if e["state"] == ACTIVE), default="")
     candidates = [e for e in entries if e["state"] == PUBLISHED and e["created"] + e["selector"][1:] > active_created]
@@ -227,7 +197,7 @@ def activate(secrets_dir, domain: str) -> list[DkimKey]:
 
 def retire(secrets_dir, domain: str) -> list[DkimKey]:
     """Retire every published-only key older than the active ones (they leave DNS and the mail host)."""
-    d = _domain_dir(secrets_dir, domain)
+    d = secrets.dkim_dir(secrets_dir, domain)
     entries = _load_index(d)
     active_created = min((e["created"] + e["selector"][1:] for e in entries if e["state"] == ACTIVE), default=None)
     if active_created is None:

@@ -68,7 +68,7 @@ def tls_hashes_from_secrets(env: Any) -> dict:
     from cryptography.hazmat.primitives import serialization
 
     out = {}
-    from mailstead.dkim import secrets_root
+    from mailstead.secrets import secrets_root
 
     secrets = secrets_root(_get(env, "secrets_dir", default="secrets"))
     for h in list(_get(env, "mail_hosts") or []) + list(_get(env, "spamtraps") or []):
