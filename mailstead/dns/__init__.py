@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from mailstead import pki, secrets
 from mailstead.dns.plan import ApplyError, Plan, apply, make_plan
 from mailstead.dns.records import Record, _get, compute, zone_for_domain
 
@@ -58,30 +59,19 @@ def desired_records(env: Any, tls_pubkey_hashes: dict | None = None, create_keys
 
 def tls_hashes_from_secrets(env: Any) -> dict:
     """SHA-256 of each host's TLS public key (SubjectPublicKeyInfo) for TLSA 3 1 1, from the deploy
-    machine: ``<secrets_dir>/tls/<fqdn>.spki-sha256`` (hex hashes, one per line - e.g. current and next key
-    during a rollover) if present, else the host certificate the lab CA keeps in
-    ``<secrets_dir>/lab-ca/hosts/<fqdn>.crt``. Hosts without either get no TLSA record."""
-    import hashlib
-    from pathlib import Path
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
+    machine's secrets directory: the host's ``tls/<fqdn>.spki-sha256`` (hex hashes, one per line - e.g. current
+    and next key during a rollover) if present, else the certificate the lab CA (mailstead.pki) keeps for the
+    host. Hosts without either get no TLSA record."""
+    secrets_dir = _get(env, "secrets_dir", default="secrets")
+    ca_dir = secrets.lab_ca_dir(secrets_dir)
     out = {}
-    from mailstead.secrets import secrets_root
-
-    secrets = secrets_root(_get(env, "secrets_dir", default="secrets"))
     for h in list(_get(env, "mail_hosts") or []) + list(_get(env, "spamtraps") or []):
         fqdn = str(_get(h, "fqdn"))
-        explicit = secrets / "tls" / f"{fqdn}.spki-sha256"
-        cert = secrets / "lab-ca" / "hosts" / f"{fqdn}.crt"
+        explicit = secrets.spki_hash_file(secrets_dir, fqdn)
         if explicit.exists():
             out[fqdn] = [x.strip().lower() for x in explicit.read_text().split() if x.strip()]
-        elif cert.exists():
-            c = x509.load_pem_x509_certificate(cert.read_bytes())
-            spki = c.public_key().public_bytes(serialization.Encoding.DER,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-            out[fqdn] = [hashlib.sha256(spki).hexdigest()]
+        elif (spki_hash := pki.host_spki_sha256(ca_dir, fqdn)) is not None:
+            out[fqdn] = [spki_hash]
     return out
 
 
