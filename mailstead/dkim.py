@@ -51,6 +51,19 @@ class DkimError(Exception):
 
 
 @dataclass(frozen=True)
+class DkimPublic:
+    """One published DKIM selector, what DNS needs of it: ``algorithm`` 'rsa' | 'ed25519', ``public`` the
+    base64 of the TXT record's ``p=`` tag."""
+
+    selector: str
+    algorithm: str
+    public: str
+
+    def txt(self) -> str:
+        return f"v=DKIM1; k={self.algorithm}; p={self.public}"
+
+
+@dataclass(frozen=True)
 class DkimKey:
     domain: str
     selector: str
@@ -76,7 +89,10 @@ class DkimKey:
         return base64.b64encode(pub).decode()
 
     def txt(self) -> str:
-        return f"v=DKIM1; k={self.algorithm}; p={self.public()}"
+        return self.public_record().txt()
+
+    def public_record(self) -> DkimPublic:
+        return DkimPublic(self.selector, self.algorithm, self.public())
 
     @property
     def published(self) -> bool:
@@ -158,12 +174,10 @@ def active_keys(secrets_dir: str | os.PathLike, domain: str) -> list[DkimKey]:
 
 def dkim_public(secrets_dir: str | os.PathLike, domains, rsa_bits: int = 2048, create: bool = True) -> dict:
     """{domain: [DkimPublic]} for the DNS records model (creates missing keys unless create=False)."""
-    from mailstead.dns.records import DkimPublic
-
     out = {}
     for dom in domains:
         ks = ensure_keys(secrets_dir, dom, rsa_bits) if create else keys(secrets_dir, dom)
-        out[dom.lower()] = [DkimPublic(k.selector, k.algorithm, k.public()) for k in ks if k.published]
+        out[dom.lower()] = [k.public_record() for k in ks if k.published]
     return out
 
 

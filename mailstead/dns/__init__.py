@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from mailstead import pki, secrets
+from mailstead import dkim, pki, secrets
 from mailstead.dns.plan import ApplyError, Plan, apply, make_plan
 from mailstead.dns.records import Record, _get, compute, zone_for_domain
 
@@ -47,8 +47,6 @@ def zones(env: Any) -> list[str]:
 
 
 def desired_records(env: Any, tls_pubkey_hashes: dict | None = None, create_keys: bool = True) -> list[Record]:
-    from mailstead import dkim
-
     secrets_dir = _get(env, "secrets_dir", default="secrets")
     bits = int(_get(env, "dkim_rsa_bits", default=2048))
     pub = dkim.dkim_public(secrets_dir, _get(env, "domains"), bits, create=create_keys)
@@ -79,6 +77,9 @@ def prepare(env: Any, provider=None) -> tuple[Plan, str]:
     """Plan the environment's records against its provider (read-only) and render the plan for a person.
 
     Provider 'none' gives an empty Plan and, as the text, the records to publish by hand."""
+    # Lazy on purpose (no cycle): the adapters import requests, and so ssl. mailstead.settings imports
+    # pyinfra_cli, whose import monkey-patches ssl (gevent); ssl imported before that patch makes every HTTPS
+    # request fail with RecursionError, and `python -m mailstead dns` imports this package before the settings.
     from mailstead.dns.providers import from_settings
 
     records = desired_records(env)

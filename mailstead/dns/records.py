@@ -27,6 +27,8 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
+from mailstead.dkim import DkimPublic
+
 DEFAULT_TTL = 3600
 
 
@@ -242,18 +244,6 @@ def is_spf(value: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- compute
-@dataclass(frozen=True)
-class DkimPublic:
-    """One published DKIM selector: ``algorithm`` 'rsa' | 'ed25519', ``public`` base64 for p=."""
-
-    selector: str
-    algorithm: str
-    public: str
-
-    def txt(self) -> str:
-        return f"v=DKIM1; k={self.algorithm}; p={self.public}"
-
-
 def _dkim_for(dkim_public: Any, domain: str) -> list[DkimPublic]:
     if dkim_public is None:
         return []
