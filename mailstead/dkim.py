@@ -44,6 +44,8 @@ from mailstead import secrets
 ACTIVE, PUBLISHED, RETIRED = "active", "published-only", "retired"
 STATES = (ACTIVE, PUBLISHED, RETIRED)
 MIN_RSA_BITS = 2048
+# the public key a dry run shows for a key it did not create (not base64: no resolver takes it for a key)
+PLACEHOLDER = "<new-key-made-by-the-deploy>"
 
 
 class DkimError(Exception):
@@ -117,9 +119,8 @@ def _to_keys(domain: str, d: Path, entries: list[dict]) -> list[DkimKey]:
     ]
 
 
-def _new_pair(d: Path, entries: list[dict], rsa_bits: int, state: str, today: _dt.date) -> list[dict]:
-    if rsa_bits < MIN_RSA_BITS:
-        raise DkimError(f"weak DKIM key: dkim_rsa_bits={rsa_bits}; use 2048 or more (RFC 8301)")
+def _new_selectors(entries: list[dict], today: _dt.date) -> tuple[str, str]:
+    """(RSA selector, Ed25519 selector) of a new pair made ``today``."""
     taken = {e["selector"] for e in entries}
     stamp = today.strftime("%Y%m%d")
     suffix = ""
@@ -127,8 +128,14 @@ def _new_pair(d: Path, entries: list[dict], rsa_bits: int, state: str, today: _d
     while f"r{stamp}{suffix}" in taken or f"e{stamp}{suffix}" in taken:
         n += 1
         suffix = chr(ord("a") + n)  # second rotation on one day: r20261126b
+    return f"r{stamp}{suffix}", f"e{stamp}{suffix}"
+
+
+def _new_pair(d: Path, entries: list[dict], rsa_bits: int, state: str, today: _dt.date) -> list[dict]:
+    if rsa_bits < MIN_RSA_BITS:
+        raise DkimError(f"weak DKIM key: dkim_rsa_bits={rsa_bits}; use 2048 or more (RFC 8301)")
     created = today.isoformat()
-    rsa_sel, ed_sel = f"r{stamp}{suffix}", f"e{stamp}{suffix}"
+    rsa_sel, ed_sel = _new_selectors(entries, today)
 
     rkey = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
     secrets.write_private(
@@ -159,6 +166,16 @@ def ensure_keys(secrets_dir: str | os.PathLike, domain: str, rsa_bits: int = 204
     return _to_keys(domain, d, entries)
 
 
+def planned_keys(secrets_dir: str | os.PathLike, domain: str, today: _dt.date | None = None) -> list[DkimPublic]:
+    """What ``ensure_keys`` would create now, without creating it: the active RSA + Ed25519 pair of a domain
+    that has no active key (selectors as they would be named, ``PLACEHOLDER`` as their public key), or []."""
+    entries = _load_index(secrets.dkim_dir(secrets_dir, domain))
+    if any(e["state"] == ACTIVE for e in entries):
+        return []
+    rsa_sel, ed_sel = _new_selectors(entries, today or _dt.date.today())
+    return [DkimPublic(rsa_sel, "rsa", PLACEHOLDER), DkimPublic(ed_sel, "ed25519", PLACEHOLDER)]
+
+
 def keys(secrets_dir: str | os.PathLike, domain: str) -> list[DkimKey]:
     d = secrets.dkim_dir(secrets_dir, domain)
     return _to_keys(domain, d, _load_index(d))
@@ -172,12 +189,17 @@ def active_keys(secrets_dir: str | os.PathLike, domain: str) -> list[DkimKey]:
     return [k for k in keys(secrets_dir, domain) if k.state == ACTIVE]
 
 
-def dkim_public(secrets_dir: str | os.PathLike, domains, rsa_bits: int = 2048, create: bool = True) -> dict:
-    """{domain: [DkimPublic]} for the DNS records model (creates missing keys unless create=False)."""
+def dkim_public(secrets_dir: str | os.PathLike, domains, rsa_bits: int = 2048, create: bool = True,
+                placeholders: bool = False) -> dict:
+    """{domain: [DkimPublic]} for the DNS records model. Missing keys are created, unless create=False: then
+    nothing is written and the keys a domain lacks are left out, or with ``placeholders`` shown as
+    ``planned_keys`` gives them (a dry run's plan)."""
     out = {}
     for dom in domains:
         ks = ensure_keys(secrets_dir, dom, rsa_bits) if create else keys(secrets_dir, dom)
         out[dom.lower()] = [k.public_record() for k in ks if k.published]
+        if not create and placeholders:
+            out[dom.lower()] += planned_keys(secrets_dir, dom)
     return out
 
 

@@ -10,7 +10,8 @@ Dovecot and smtpd load them as root at start, so the group is only for unprivile
 
 - ``lab``: the private CA of ``mailstead.pki`` on the deploy machine (``<secrets_dir>/lab-ca/`` or
   ``tls.lab_ca_dir``) issues the host's key and certificate; this stage uploads them. The CA certificate is
-  also installed in the host's trust store.
+  also installed in the host's trust store. A ``--dry`` run creates nothing there: it says what the real
+  run would create and uploads only what already exists.
 - ``acme``: hook for the ACME issuer (later work): a module ``tasks.acme`` with
   ``deploy(settings, cert_path, key_path, key_group)`` that writes the same two files.
 
@@ -26,7 +27,7 @@ from pyinfra import host
 from pyinfra.operations import files, server
 
 from mailstead import PROJECT_DIR, pki  # noqa: F401 - tasks/opensmtpd.py reads tls.PROJECT_DIR
-from tasks.common import checked_file
+from tasks.common import checked_file, dry_run, would_create
 
 TLS_DIR = "/etc/mailstead/tls"
 CERT_PATH = f"{TLS_DIR}/fullchain.pem"
@@ -57,17 +58,24 @@ def deploy(settings) -> list:
 
     ops: list = []
     if settings.tls.mode == "lab":
-        cert = pki.host_cert(pki.ca_dir(settings), settings.fqdn, pki.host_names(settings), settings.addresses)
-        # checked_file, not files.put: pyinfra's --diff would print a files.put source (the private key).
-        # the daemons' pending markers are written with the files: an interrupted run still restarts them next time
-        ops.append(checked_file(name="TLS private key (lab CA)", content=cert.key_pem, dest=KEY_PATH,
-                                user="root", group=TLS_GROUP, mode="640", restarts=CERT_USERS))
-        ops.append(checked_file(name="TLS certificate chain (lab CA)", content=cert.chain_pem, dest=CERT_PATH,
-                                user="root", group="root", mode="644", restarts=CERT_USERS))
-        trust = files.put(name="Trust the lab CA on the host", src=BytesIO(cert.ca_pem), dest=LAB_CA_TRUST_PATH,
-                          user="root", group="root", mode="644")
-        server.shell(name="Update the host's CA bundle", commands=["update-ca-certificates >/dev/null"],
-                     _if=trust.did_change)
+        dry = dry_run()
+        cert = pki.host_cert(pki.ca_dir(settings), settings.fqdn, pki.host_names(settings), settings.addresses,
+                             write=not dry)
+        if dry and cert.created:  # nothing made on the deploy machine, so nothing to upload yet
+            for what in cert.created:
+                would_create(what)
+        else:
+            # checked_file, not files.put: pyinfra's --diff would print a files.put source (the private key).
+            # the daemons' pending markers are written with the files: an interrupted run still restarts them
+            # next time
+            ops.append(checked_file(name="TLS private key (lab CA)", content=cert.key_pem, dest=KEY_PATH,
+                                    user="root", group=TLS_GROUP, mode="640", restarts=CERT_USERS))
+            ops.append(checked_file(name="TLS certificate chain (lab CA)", content=cert.chain_pem, dest=CERT_PATH,
+                                    user="root", group="root", mode="644", restarts=CERT_USERS))
+            trust = files.put(name="Trust the lab CA on the host", src=BytesIO(cert.ca_pem),
+                              dest=LAB_CA_TRUST_PATH, user="root", group="root", mode="644")
+            server.shell(name="Update the host's CA bundle", commands=["update-ca-certificates >/dev/null"],
+                         _if=trust.did_change)
     elif settings.tls.mode == "acme":
         try:
             from tasks import acme  # later work: ACME issuance (same two files, same group)

@@ -46,10 +46,13 @@ def zones(env: Any) -> list[str]:
     return sorted({zone_for_domain(env, d) for d in _get(env, "domains")})
 
 
-def desired_records(env: Any, tls_pubkey_hashes: dict | None = None, create_keys: bool = True) -> list[Record]:
+def desired_records(env: Any, tls_pubkey_hashes: dict | None = None, create_keys: bool = True,
+                    placeholders: bool = False) -> list[Record]:
+    """Every record of the environment. DKIM keys a domain lacks are created (``create_keys``); without
+    create_keys nothing is written and they are left out, or shown with ``placeholders`` (dkim.PLACEHOLDER)."""
     secrets_dir = _get(env, "secrets_dir", default="secrets")
     bits = int(_get(env, "dkim_rsa_bits", default=2048))
-    pub = dkim.dkim_public(secrets_dir, _get(env, "domains"), bits, create=create_keys)
+    pub = dkim.dkim_public(secrets_dir, _get(env, "domains"), bits, create=create_keys, placeholders=placeholders)
     if tls_pubkey_hashes is None and _get(env, "dnssec", default=False):
         tls_pubkey_hashes = tls_hashes_from_secrets(env)
     return compute(env, pub, tls_pubkey_hashes)
@@ -73,25 +76,31 @@ def tls_hashes_from_secrets(env: Any) -> dict:
     return out
 
 
-def prepare(env: Any, provider=None) -> tuple[Plan, str]:
+def prepare(env: Any, provider=None, dry: bool = False) -> tuple[Plan, str]:
     """Plan the environment's records against its provider (read-only) and render the plan for a person.
 
-    Provider 'none' gives an empty Plan and, as the text, the records to publish by hand."""
+    Provider 'none' gives an empty Plan and, as the text, the records to publish by hand. ``dry`` (a
+    `pyinfra --dry` run): nothing is written on the deploy machine either; DKIM keys not made yet appear
+    with a placeholder public key, and such a plan cannot be applied."""
     # Lazy on purpose (no cycle): the adapters import requests, and so ssl. mailstead.settings imports
     # pyinfra_cli, whose import monkey-patches ssl (gevent); ssl imported before that patch makes every HTTPS
     # request fail with RecursionError, and `python -m mailstead dns` imports this package before the settings.
     from mailstead.dns.providers import from_settings
 
-    records = desired_records(env)
+    records = desired_records(env, create_keys=not dry, placeholders=dry)
+    note = ""
+    if any(dkim.PLACEHOLDER in v for r in records for v in r.values):
+        note = (f"\nnote: dry run: DKIM keys not made yet are shown as {dkim.PLACEHOLDER}; "
+                "the deploy makes them and publishes their real public keys")
     secrets_dir = _get(env, "secrets_dir", default="secrets")
     if provider is None:
         provider = from_settings(_get(env, "dns"), secrets_dir)
     if provider is None:
         lines = ["DNS provider 'none': publish these records yourself:"]
         lines += ["  " + line for r in records for line in r.lines()]
-        return Plan(provider="none"), "\n".join(lines)
+        return Plan(provider="none"), "\n".join(lines) + note
     plan = make_plan(provider, records, zones(env), secrets_dir, _get(env, "environment"))
-    return plan, plan.render()
+    return plan, plan.render() + note
 
 
 def stage(env: Any, dry: bool, provider=None, out: TextIO | None = None) -> Plan:

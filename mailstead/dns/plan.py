@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mailstead import secrets
+from mailstead.dkim import PLACEHOLDER
 from mailstead.dns.records import Ownership, Record, norm_name, ownership, value_key
 
 
@@ -293,6 +294,9 @@ def apply(plan: Plan, provider) -> int:
     An unchanged zone makes no write call. The state file of a zone is brought up to date even when
     nothing changed (so a run after an interrupted one records what the provider now holds).
     """
+    dry = [f"{c.name} {c.type}" for c in plan.changes if any(PLACEHOLDER in v for v in c.new)]
+    if dry:
+        raise ValueError(f"a dry run's plan cannot be applied: {', '.join(dry)} hold(s) placeholder DKIM keys")
     done = 0
     for zp in plan.zones:
         own = ownership(zp.desired, published_caa=[v for (n, t), s in zp.previous_state.items() if t == "CAA"
