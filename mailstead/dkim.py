@@ -1,6 +1,6 @@
 """DKIM keys: made once on the deploy machine, kept in the secrets directory, reused by every deploy.
 
-Layout (``<secrets_dir>/dkim/<domain>/``, directories 0700, files 0600):
+Layout (``<secrets_dir>/dkim/<domain>/``, see mailstead/secrets.py; directories 0700, files 0600):
 
   index.json            {"selectors": [{"selector", "algorithm", "bits", "state", "created", "file"}, ...]}
   r20261126.key         RSA private key, PKCS#8 PEM (rspamd loads PEM through OpenSSL)
@@ -39,15 +39,30 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from mailstead import PROJECT_DIR
+from mailstead import secrets
 
 ACTIVE, PUBLISHED, RETIRED = "active", "published-only", "retired"
 STATES = (ACTIVE, PUBLISHED, RETIRED)
 MIN_RSA_BITS = 2048
+# the public key a dry run shows for a key it did not create (not base64: no resolver takes it for a key)
+PLACEHOLDER = "<new-key-made-by-the-deploy>"
 
 
 class DkimError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class DkimPublic:
+    """One published DKIM selector, what DNS needs of it: ``algorithm`` 'rsa' | 'ed25519', ``public`` the
+    base64 of the TXT record's ``p=`` tag."""
+
+    selector: str
+    algorithm: str
+    public: str
+
+    def txt(self) -> str:
+        return f"v=DKIM1; k={self.algorithm}; p={self.public}"
 
 
 @dataclass(frozen=True)
@@ -76,40 +91,14 @@ class DkimKey:
         return base64.b64encode(pub).decode()
 
     def txt(self) -> str:
-        return f"v=DKIM1; k={self.algorithm}; p={self.public()}"
+        return self.public_record().txt()
+
+    def public_record(self) -> DkimPublic:
+        return DkimPublic(self.selector, self.algorithm, self.public())
 
     @property
     def published(self) -> bool:
         return self.state in (ACTIVE, PUBLISHED)
-
-
-def secrets_root(secrets_dir: str | os.PathLike) -> Path:
-    """``secrets_dir`` as an absolute path; a relative one is relative to the project directory (as in
-    tasks/tls.py), so keys land in the same place whatever the current directory is."""
-    p = Path(secrets_dir)
-    return p if p.is_absolute() else PROJECT_DIR / p
-
-
-def _domain_dir(secrets_dir: str | os.PathLike, domain: str) -> Path:
-    return secrets_root(secrets_dir) / "dkim" / domain.lower().rstrip(".")
-
-
-def _mkdir_private(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 from the start (never world-readable, not even briefly)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 def _load_index(d: Path) -> list[dict]:
@@ -120,7 +109,7 @@ def _load_index(d: Path) -> list[dict]:
 
 
 def _save_index(d: Path, entries: list[dict]) -> None:
-    _write_private(d / "index.json", (json.dumps({"selectors": entries}, indent=2) + "\n").encode())
+    secrets.write_private(d / "index.json", (json.dumps({"selectors": entries}, indent=2) + "\n").encode())
 
 
 def _to_keys(domain: str, d: Path, entries: list[dict]) -> list[DkimKey]:
@@ -130,9 +119,8 @@ def _to_keys(domain: str, d: Path, entries: list[dict]) -> list[DkimKey]:
     ]
 
 
-def _new_pair(d: Path, entries: list[dict], rsa_bits: int, state: str, today: _dt.date) -> list[dict]:
-    if rsa_bits < MIN_RSA_BITS:
-        raise DkimError(f"weak DKIM key: dkim_rsa_bits={rsa_bits}; use 2048 or more (RFC 8301)")
+def _new_selectors(entries: list[dict], today: _dt.date) -> tuple[str, str]:
+    """(RSA selector, Ed25519 selector) of a new pair made ``today``."""
     taken = {e["selector"] for e in entries}
     stamp = today.strftime("%Y%m%d")
     suffix = ""
@@ -140,18 +128,24 @@ def _new_pair(d: Path, entries: list[dict], rsa_bits: int, state: str, today: _d
     while f"r{stamp}{suffix}" in taken or f"e{stamp}{suffix}" in taken:
         n += 1
         suffix = chr(ord("a") + n)  # second rotation on one day: r20261126b
+    return f"r{stamp}{suffix}", f"e{stamp}{suffix}"
+
+
+def _new_pair(d: Path, entries: list[dict], rsa_bits: int, state: str, today: _dt.date) -> list[dict]:
+    if rsa_bits < MIN_RSA_BITS:
+        raise DkimError(f"weak DKIM key: dkim_rsa_bits={rsa_bits}; use 2048 or more (RFC 8301)")
     created = today.isoformat()
-    rsa_sel, ed_sel = f"r{stamp}{suffix}", f"e{stamp}{suffix}"
+    rsa_sel, ed_sel = _new_selectors(entries, today)
 
     rkey = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
-    _write_private(
+    secrets.write_private(
         d / f"{rsa_sel}.key",
         rkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
     ekey = ed25519.Ed25519PrivateKey.generate()
     seed = ekey.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
     pub = ekey.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    _write_private(d / f"{ed_sel}.key", base64.b64encode(seed + pub))
+    secrets.write_private(d / f"{ed_sel}.key", base64.b64encode(seed + pub))
     return [
         {"selector": rsa_sel, "algorithm": "rsa", "bits": rsa_bits, "state": state, "created": created, "file": f"{rsa_sel}.key"},
         {"selector": ed_sel, "algorithm": "ed25519", "bits": None, "state": state, "created": created, "file": f"{ed_sel}.key"},
@@ -160,9 +154,9 @@ def _new_pair(d: Path, entries: list[dict], rsa_bits: int, state: str, today: _d
 
 def ensure_keys(secrets_dir: str | os.PathLike, domain: str, rsa_bits: int = 2048, today: _dt.date | None = None) -> list[DkimKey]:
     """The domain's keys; the first call creates one active RSA + Ed25519 pair, later calls reuse them."""
-    d = _domain_dir(secrets_dir, domain)
-    _mkdir_private(d.parent)
-    _mkdir_private(d)
+    d = secrets.dkim_dir(secrets_dir, domain)
+    secrets.private_dir(d.parent)
+    secrets.private_dir(d)
     entries = _load_index(d)
     if not any(e["state"] == ACTIVE for e in entries):
         if rsa_bits < MIN_RSA_BITS:
@@ -172,8 +166,18 @@ def ensure_keys(secrets_dir: str | os.PathLike, domain: str, rsa_bits: int = 204
     return _to_keys(domain, d, entries)
 
 
+def planned_keys(secrets_dir: str | os.PathLike, domain: str, today: _dt.date | None = None) -> list[DkimPublic]:
+    """What ``ensure_keys`` would create now, without creating it: the active RSA + Ed25519 pair of a domain
+    that has no active key (selectors as they would be named, ``PLACEHOLDER`` as their public key), or []."""
+    entries = _load_index(secrets.dkim_dir(secrets_dir, domain))
+    if any(e["state"] == ACTIVE for e in entries):
+        return []
+    rsa_sel, ed_sel = _new_selectors(entries, today or _dt.date.today())
+    return [DkimPublic(rsa_sel, "rsa", PLACEHOLDER), DkimPublic(ed_sel, "ed25519", PLACEHOLDER)]
+
+
 def keys(secrets_dir: str | os.PathLike, domain: str) -> list[DkimKey]:
-    d = _domain_dir(secrets_dir, domain)
+    d = secrets.dkim_dir(secrets_dir, domain)
     return _to_keys(domain, d, _load_index(d))
 
 
@@ -185,19 +189,22 @@ def active_keys(secrets_dir: str | os.PathLike, domain: str) -> list[DkimKey]:
     return [k for k in keys(secrets_dir, domain) if k.state == ACTIVE]
 
 
-def dkim_public(secrets_dir: str | os.PathLike, domains, rsa_bits: int = 2048, create: bool = True) -> dict:
-    """{domain: [DkimPublic]} for the DNS records model (creates missing keys unless create=False)."""
-    from mailstead.dns.records import DkimPublic
-
+def dkim_public(secrets_dir: str | os.PathLike, domains, rsa_bits: int = 2048, create: bool = True,
+                placeholders: bool = False) -> dict:
+    """{domain: [DkimPublic]} for the DNS records model. Missing keys are created, unless create=False: then
+    nothing is written and the keys a domain lacks are left out, or with ``placeholders`` shown as
+    ``planned_keys`` gives them (a dry run's plan)."""
     out = {}
     for dom in domains:
         ks = ensure_keys(secrets_dir, dom, rsa_bits) if create else keys(secrets_dir, dom)
-        out[dom.lower()] = [DkimPublic(k.selector, k.algorithm, k.public()) for k in ks if k.published]
+        out[dom.lower()] = [k.public_record() for k in ks if k.published]
+        if not create and placeholders:
+            out[dom.lower()] += planned_keys(secrets_dir, dom)
     return out
 
 
 def rotate(secrets_dir, domain: str, rsa_bits: int = 2048, today: _dt.date | None = None) -> list[DkimKey]:
-    d = _domain_dir(secrets_dir, domain)
+    d = secrets.dkim_dir(secrets_dir, domain)
     ensure_keys(secrets_dir, domain, rsa_bits, today)
     entries = _load_index(d)
     new = _new_pair(d, entries, rsa_bits, PUBLISHED, today or _dt.date.today())
@@ -207,7 +214,7 @@ def rotate(secrets_dir, domain: str, rsa_bits: int = 2048, today: _dt.date | Non
 
 def activate(secrets_dir, domain: str) -> list[DkimKey]:
     """Newest published-only pair → active; the previously active keys → published-only (still in DNS)."""
-    d = _domain_dir(secrets_dir, domain)
+    d = secrets.dkim_dir(secrets_dir, domain)
     entries = _load_index(d)
     active_created = max((e["created"] + e["selector"][1:] for e in entries if e["state"] == ACTIVE), default="")
     candidates = [e for e in entries if e["state"] == PUBLISHED and e["created"] + e["selector"][1:] > active_created]
@@ -226,7 +233,7 @@ def activate(secrets_dir, domain: str) -> list[DkimKey]:
 
 def retire(secrets_dir, domain: str) -> list[DkimKey]:
     """Retire every published-only key older than the active ones (they leave DNS and the mail host)."""
-    d = _domain_dir(secrets_dir, domain)
+    d = secrets.dkim_dir(secrets_dir, domain)
     entries = _load_index(d)
     active_created = min((e["created"] + e["selector"][1:] for e in entries if e["state"] == ACTIVE), default=None)
     if active_created is None:

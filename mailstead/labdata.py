@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mailstead.inventory import load_group_data_file
+from mailstead.secrets import write_private
 
 ROOT = Path(__file__).resolve().parent.parent
 LABCTL = ROOT / "tests" / "lab" / "labctl"
@@ -65,9 +66,7 @@ def lab_users(domain: str) -> list[dict]:
                 changed = True
             users.append({"address": user["address"], "password_hash": entry["hash"], "quota": "1G"})
     if changed:
-        fd = os.open(cache_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(cache, f, indent=1)
+        write_private(cache_file, json.dumps(cache, indent=1))
     return users
 
 

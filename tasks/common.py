@@ -31,9 +31,11 @@ Using the markers in a task (e.g. switching tasks/opensmtpd.py from ``systemd.se
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shlex
+import sys
 from collections.abc import Iterable, Sequence
 from io import BytesIO
 from pathlib import Path, PurePosixPath
@@ -67,6 +69,35 @@ _jinja = Environment(
     lstrip_blocks=True,
     autoescape=False,
 )
+
+
+@functools.cache
+def dry_run() -> bool:
+    """True when this pyinfra run only shows what it would do and then stops: ``--dry``, ``--json`` without
+    ``-y`` (pyinfra prints the proposed changes and exits), ``--debug-operations``/``--debug-facts``.
+
+    Code that runs while pyinfra prepares the operations (making DKIM keys and certificates, planning DNS on
+    the deploy machine) must write nothing then: it calls ``would_create`` instead. pyinfra 3 keeps these
+    flags in its command line only (not in ``state.config``, and the deploy file runs in greenlets that
+    cannot see click's context), so they are read back with pyinfra's own parser. Outside the pyinfra
+    command (its Python API, the tests): False."""
+    prog = Path(sys.argv[0] if sys.argv else "")
+    if prog.name != "pyinfra" and prog.parent.name not in ("pyinfra", "pyinfra_cli"):
+        return False
+    try:
+        from pyinfra_cli.cli import cli
+
+        params = cli.make_context("pyinfra", sys.argv[1:], resilient_parsing=True).params
+    except Exception:  # noqa: BLE001 - not pyinfra's command line after all
+        return False
+    return bool(params.get("dry") or params.get("debug_operations") or params.get("debug_facts")
+                or (params.get("json_output") and not params.get("yes")))
+
+
+def would_create(what: str) -> None:
+    """A dry run's report of a file it did not make on the deploy machine (the real run makes it), shown
+    like pyinfra's ``host.noop`` but without -v."""
+    logger.info(f"{host.print_prefix}noop: would create {what}")
 
 
 def render(src: str, **context) -> str:

@@ -1,7 +1,8 @@
 """DKIM stage (mail hosts): install the domain keys made on the deploy machine.
 
 Keys come from ``mailstead.dkim`` (``<secrets_dir>/dkim/<domain>/``; created on the first deploy, reused by
-every later deploy and by a rebuilt host). On the host:
+every later deploy and by a rebuilt host; a ``--dry`` run makes none and says which it would make). On the
+host:
 
   /etc/mailstead/dkim/                       root:<group> 0750
   /etc/mailstead/dkim/<domain>.<selector>.key  root:<group> 0640   (active and published-only keys)
@@ -20,8 +21,8 @@ from pyinfra import host
 from pyinfra.facts.server import Groups
 from pyinfra.operations import files
 
-from mailstead import dkim
-from tasks.common import checked_file
+from mailstead import dkim, secrets
+from tasks.common import checked_file, dry_run, would_create
 
 KEY_DIR = "/etc/mailstead/dkim"
 
@@ -51,8 +52,16 @@ def deploy(settings) -> list:
         files.directory(name=f"DKIM: {KEY_DIR} (0750, group {group})", path=KEY_DIR, user="root", group=group,
                         mode="750"),
     ]
+    dry = dry_run()
     for domain in settings.domains:
-        for k in dkim.ensure_keys(settings.secrets_dir, domain, settings.dkim_rsa_bits):
+        if dry:  # make nothing on the deploy machine: say what the real run makes, install what exists
+            for p in dkim.planned_keys(settings.secrets_dir, domain):
+                would_create(f"the DKIM {p.algorithm} key {p.selector} of {domain} in "
+                             f"{secrets.dkim_dir(settings.secrets_dir, domain)}")
+            keys = dkim.keys(settings.secrets_dir, domain)
+        else:
+            keys = dkim.ensure_keys(settings.secrets_dir, domain, settings.dkim_rsa_bits)
+        for k in keys:
             dest = key_path(domain, k.selector)
             if k.published:
                 ops.append(checked_file(

@@ -1,5 +1,6 @@
 """The DNS stage, last in the deploy: the environment's records, planned while pyinfra prepares the run
-(so `--dry` prints the plan and changes nothing), applied when the run reaches the end.
+(so `--dry` prints the plan and changes nothing, not even the deploy machine's secrets directory), applied
+when the run reaches the end.
 
 It runs for one host per environment (its first mail host), from the deploy machine, which must reach the
 provider's API (the lab runs pyinfra inside the lab's network for that). An up-to-date zone adds no
@@ -12,13 +13,14 @@ from pyinfra import logger
 from pyinfra.operations import python
 
 from mailstead import dns
+from tasks.common import dry_run
 
 
 def deploy(settings) -> None:
     if not dns.is_dns_host(settings):
         return
     env = dns.environment_for(settings)
-    plan, text = dns.prepare(env)
+    plan, text = dns.prepare(env, dry=dry_run())
     logger.info(f"DNS for {env.environment}:\n{text}")
     if plan.empty:  # up to date, or provider 'none' (the text lists the records to publish)
         return

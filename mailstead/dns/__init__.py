@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from mailstead import dkim, pki, secrets
 from mailstead.dns.plan import ApplyError, Plan, apply, make_plan
 from mailstead.dns.records import Record, compute, zone_for_domain
 
@@ -45,10 +46,13 @@ def zones(env: Any) -> list[str]:
     return sorted({zone_for_domain(env, d) for d in env.domains})
 
 
-def desired_records(env: Any, tls_pubkey_hashes: dict | None = None, create_keys: bool = True) -> list[Record]:
-    from mailstead import dkim
-
-    pub = dkim.dkim_public(env.secrets_dir, env.domains, env.dkim_rsa_bits, create=create_keys)
+def desired_records(env: Any, tls_pubkey_hashes: dict | None = None, create_keys: bool = True,
+                    placeholders: bool = False) -> list[Record]:
+    """Every record of the environment. DKIM keys a domain lacks are created (``create_keys``); without
+    create_keys nothing is written and they are left out, or shown with ``placeholders`` (dkim.PLACEHOLDER)."""
+    secrets_dir = env.secrets_dir
+    bits = env.dkim_rsa_bits
+    pub = dkim.dkim_public(secrets_dir, env.domains, bits, create=create_keys, placeholders=placeholders)
     if tls_pubkey_hashes is None and env.dnssec:
         tls_pubkey_hashes = tls_hashes_from_secrets(env)
     return compute(env, pub, tls_pubkey_hashes)
@@ -56,49 +60,47 @@ def desired_records(env: Any, tls_pubkey_hashes: dict | None = None, create_keys
 
 def tls_hashes_from_secrets(env: Any) -> dict:
     """SHA-256 of each host's TLS public key (SubjectPublicKeyInfo) for TLSA 3 1 1, from the deploy
-    machine: ``<secrets_dir>/tls/<fqdn>.spki-sha256`` (hex hashes, one per line - e.g. current and next key
-    during a rollover) if present, else the host certificate the lab CA keeps in
-    ``<secrets_dir>/lab-ca/hosts/<fqdn>.crt``. Hosts without either get no TLSA record."""
-    import hashlib
-    from pathlib import Path
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
+    machine's secrets directory: the host's ``tls/<fqdn>.spki-sha256`` (hex hashes, one per line - e.g. current
+    and next key during a rollover) if present, else the certificate the lab CA (mailstead.pki) keeps for the
+    host. Hosts without either get no TLSA record."""
+    secrets_dir = env.secrets_dir
+    ca_dir = secrets.lab_ca_dir(secrets_dir)
     out = {}
-    from mailstead.dkim import secrets_root
-
-    secrets = secrets_root(env.secrets_dir)
     for h in list(env.mail_hosts) + list(env.spamtraps):
         fqdn = str(h.fqdn)
-        explicit = secrets / "tls" / f"{fqdn}.spki-sha256"
-        cert = secrets / "lab-ca" / "hosts" / f"{fqdn}.crt"
+        explicit = secrets.spki_hash_file(secrets_dir, fqdn)
         if explicit.exists():
             out[fqdn] = [x.strip().lower() for x in explicit.read_text().split() if x.strip()]
-        elif cert.exists():
-            c = x509.load_pem_x509_certificate(cert.read_bytes())
-            spki = c.public_key().public_bytes(serialization.Encoding.DER,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-            out[fqdn] = [hashlib.sha256(spki).hexdigest()]
+        elif (spki_hash := pki.host_spki_sha256(ca_dir, fqdn)) is not None:
+            out[fqdn] = [spki_hash]
     return out
 
 
-def prepare(env: Any, provider=None) -> tuple[Plan, str]:
+def prepare(env: Any, provider=None, dry: bool = False) -> tuple[Plan, str]:
     """Plan the environment's records against its provider (read-only) and render the plan for a person.
 
-    Provider 'none' gives an empty Plan and, as the text, the records to publish by hand."""
+    Provider 'none' gives an empty Plan and, as the text, the records to publish by hand. ``dry`` (a
+    `pyinfra --dry` run): nothing is written on the deploy machine either; DKIM keys not made yet appear
+    with a placeholder public key, and such a plan cannot be applied."""
+    # Lazy on purpose (no cycle): the adapters import requests, and so ssl. mailstead.settings imports
+    # pyinfra_cli, whose import monkey-patches ssl (gevent); ssl imported before that patch makes every HTTPS
+    # request fail with RecursionError, and `python -m mailstead dns` imports this package before the settings.
     from mailstead.dns.providers import from_settings
 
-    records = desired_records(env)
+    records = desired_records(env, create_keys=not dry, placeholders=dry)
+    note = ""
+    if any(dkim.PLACEHOLDER in v for r in records for v in r.values):
+        note = (f"\nnote: dry run: DKIM keys not made yet are shown as {dkim.PLACEHOLDER}; "
+                "the deploy makes them and publishes their real public keys")
     secrets_dir = env.secrets_dir
     if provider is None:
         provider = from_settings(env.dns, secrets_dir)
     if provider is None:
         lines = ["DNS provider 'none': publish these records yourself:"]
         lines += ["  " + line for r in records for line in r.lines()]
-        return Plan(provider="none"), "\n".join(lines)
+        return Plan(provider="none"), "\n".join(lines) + note
     plan = make_plan(provider, records, zones(env), secrets_dir, env.environment)
-    return plan, plan.render()
+    return plan, plan.render() + note
 
 
 def stage(env: Any, dry: bool, provider=None, out: TextIO | None = None) -> Plan:

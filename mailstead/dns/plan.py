@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from mailstead import secrets
+from mailstead.dkim import PLACEHOLDER
 from mailstead.dns.records import Ownership, Record, norm_name, ownership, value_key
 
 
@@ -140,9 +142,7 @@ class ApplyError(Exception):
 
 # ------------------------------------------------------------------------------------------ state
 def state_path(secrets_dir: str | os.PathLike, environment: str, zone: str) -> Path:
-    from mailstead.dkim import secrets_root
-
-    return secrets_root(secrets_dir) / "dns" / environment / f"{norm_name(zone)}.json"
+    return secrets.dns_state_file(secrets_dir, environment, norm_name(zone))
 
 
 def load_state(path: Path | None) -> dict:
@@ -160,14 +160,8 @@ def load_state(path: Path | None) -> dict:
 def save_state(path: Path | None, zone: str, state: dict) -> None:
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {"zone": zone, "rrsets": {f"{n} {t}": v for (n, t), v in sorted(state.items())}}
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    secrets.write_private(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def _state_of(desired: list[Record], own: Ownership) -> dict:
@@ -300,6 +294,9 @@ def apply(plan: Plan, provider) -> int:
     An unchanged zone makes no write call. The state file of a zone is brought up to date even when
     nothing changed (so a run after an interrupted one records what the provider now holds).
     """
+    dry = [f"{c.name} {c.type}" for c in plan.changes if any(PLACEHOLDER in v for v in c.new)]
+    if dry:
+        raise ValueError(f"a dry run's plan cannot be applied: {', '.join(dry)} hold(s) placeholder DKIM keys")
     done = 0
     for zp in plan.zones:
         own = ownership(zp.desired, published_caa=[v for (n, t), s in zp.previous_state.items() if t == "CAA"

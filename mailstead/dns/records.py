@@ -25,6 +25,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from mailstead import policies
+from mailstead.dkim import DkimPublic
 
 if TYPE_CHECKING:  # annotations only: the settings package does not depend on DNS, nor DNS on its import
     from mailstead.settings import EnvironmentSettings
@@ -143,18 +144,6 @@ def is_spf(value: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- compute
-@dataclass(frozen=True)
-class DkimPublic:
-    """One published DKIM selector: ``algorithm`` 'rsa' | 'ed25519', ``public`` base64 for p=."""
-
-    selector: str
-    algorithm: str
-    public: str
-
-    def txt(self) -> str:
-        return f"v=DKIM1; k={self.algorithm}; p={self.public}"
-
-
 def compute(env: EnvironmentSettings, dkim_public: Mapping[str, list[DkimPublic]] | None = None,
             tls_pubkey_hashes: Mapping[str, str | list[str]] | None = None) -> list[Record]:
     """Every record the environment's mail domains need.

@@ -33,7 +33,7 @@ def password(status, address: str) -> str:
 
 
 def lab_ca(status) -> str:
-    """The lab CA certificate (made by tasks/tls.py under the lab's secrets_dir)."""
+    """The lab CA certificate (made by mailstead/pki.py under the lab's secrets_dir)."""
     return f"{status['state_dir']}/secrets/lab-ca/ca.crt"
 
 

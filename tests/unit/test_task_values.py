@@ -5,7 +5,8 @@ arrives, a user cannot send as another, ...)"""
 from __future__ import annotations
 
 from mailstead.settings import build_settings
-from tasks import dovecot, opensmtpd, tls
+from mailstead import pki
+from tasks import dovecot, opensmtpd
 
 HASH = "{BLF-CRYPT}$2b$12$" + "a" * 53
 
@@ -64,5 +65,5 @@ def test_dovecot_users_file_has_one_passwd_line_per_user_with_its_quota():
 
 
 def test_certificate_names_cover_the_host_and_the_web_names_of_every_domain():
-    assert tls.tls_names(settings()) == ["mail.example.org", "mta-sts.example.org", "autoconfig.example.org",
-                                         "mta-sts.example.net", "autoconfig.example.net"]
+    assert pki.host_names(settings()) == ["mail.example.org", "mta-sts.example.org", "autoconfig.example.org",
+                                          "mta-sts.example.net", "autoconfig.example.net"]

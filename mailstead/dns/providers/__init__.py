@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -9,6 +10,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from mailstead import secrets
 from mailstead.dns.providers.base import Provider, ProviderError, printable_ascii
 
 
@@ -66,13 +68,9 @@ def read_secret(dns_settings: Any, secrets_dir: str | os.PathLike) -> str:
     sf = getattr(dns_settings, "secret_file", None)
     se = getattr(dns_settings, "secret_env", None)
     if sf:
-        from mailstead.dkim import secrets_root
-
-        path = Path(sf) if os.path.isabs(sf) else secrets_root(secrets_dir) / sf
+        path = secrets.credential_file(secrets_dir, sf)
         text = _read_secret_file(path)
         if text.lstrip().startswith("{"):  # JSON: {"secret": ...} (or "key"/"token")
-            import json
-
             try:
                 data = json.loads(text)
             except ValueError:  # raised below, outside this block: the JSON error (it holds the text) is
