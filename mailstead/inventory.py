@@ -6,6 +6,10 @@ pyinfra does), merges it with pyinfra's precedence while remembering which file 
 validates each host and each environment, and raises ``SettingsError`` (a clean pyinfra CLI error:
 one message, exit status 1, no traceback, no SSH connection).
 
+The deploy machine's commands (``python -m mailstead dns|dkim ... --inventory FILE``) load an inventory file
+with pyinfra's own loader (``load_inventory``) and build each environment from its hosts
+(``environments``), as deploy.py does with the inventory pyinfra was given.
+
 In inventory.py::
 
     from mailstead.inventory import check
@@ -36,11 +40,8 @@ from .settings import (
     is_data_value,
 )
 
-__all__ = ["check", "load_environment", "load_group_data", "load_group_data_file", "SettingsError", "last_check"]
-
-# inventory file (absolute) -> (settings by host, sources by host); filled by check()
-_RESULTS: dict[str, tuple[dict[str, Settings], dict[str, dict[str, str]]]] = {}
-_LAST: list[tuple[dict[str, Settings], dict[str, dict[str, str]]]] = []
+__all__ = ["check", "environments", "load_environment", "load_environment_settings", "load_group_data",
+           "load_group_data_file", "load_inventory", "SettingsError"]
 
 
 def _imported_names(tree: ast.Module) -> set[str]:
@@ -151,11 +152,6 @@ def check(
     Raises SettingsError listing every problem with the file it came from.
     """
     base = Path(base_dir).resolve() if base_dir is not None else _caller_dir()
-    caller_file = None
-    try:
-        caller_file = sys._getframe(1).f_globals.get("__file__")
-    except ValueError:  # pragma: no cover
-        pass
 
     gd_path = Path(group_data_dir)
     gd_abs = gd_path if gd_path.is_absolute() else base / gd_path
@@ -261,43 +257,48 @@ def check(
 
     if issues:
         raise SettingsError(issues, before_connect=True)
-    key = str(Path(caller_file).resolve()) if caller_file else ""
-    _RESULTS[key] = (result, sources)
-    _LAST[:] = [(result, sources)]
     return result
 
 
-def last_check() -> tuple[dict[str, Settings], dict[str, dict[str, str]]] | None:
-    """(settings by host, sources by fqdn) of the most recent successful check()."""
-    return _LAST[0] if _LAST else None
+def load_inventory(inventory_path: str | os.PathLike = "inventory.py"):
+    """The pyinfra Inventory of an inventory file, loaded by pyinfra's own loader as
+    ``pyinfra INVENTORY deploy.py`` run from the current directory loads it (no SSH): the file runs (and its
+    check() validates every host), group data comes from where pyinfra reads it."""
+    from pyinfra.api import State
+    from pyinfra.context import ctx_state
+    from pyinfra_cli.inventory import make_inventory_from_files
 
-
-def load_environment(env: str, inventory_path: str = "inventory.py") -> list[Settings]:
-    """The settings of every host of one environment, for the DNS CLI (no pyinfra run, no SSH).
-
-    Executes the inventory file as pyinfra does; the inventory calls check() itself (if it does not,
-    its groups are checked here with the group_data directory next to it)."""
-    path = Path(inventory_path).resolve()
+    path = Path(inventory_path)
     if not path.is_file():
-        raise SettingsError([Issue(str(inventory_path), "", "no such inventory file")], before_connect=True)
-    code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
-    namespace: dict[str, Any] = {"__file__": str(path), "__name__": "inventory"}
-    _RESULTS.pop(str(path), None)
-    exec(code, namespace)
-    if str(path) in _RESULTS:
-        result, _ = _RESULTS[str(path)]
-    else:
-        groups = {k: v for k, v in namespace.items() if _is_group(k, v)}
-        result = check(groups, base_dir=path.parent)
-    hosts = [s for s in result.values() if s.environment == env]
+        raise SettingsError([Issue(str(inventory_path), "", "no such inventory file; give it with --inventory FILE")],
+                            before_connect=True)
+    with ctx_state.use(State()):
+        return make_inventory_from_files(str(path), cwd=os.getcwd())
+
+
+def environments(inventory: Any) -> dict[str, EnvironmentSettings]:
+    """{environment name: EnvironmentSettings} of a pyinfra inventory: every host it lists (``--limit`` does not
+    narrow it), each with the settings pyinfra gives it (Settings.from_host). deploy.py passes the inventory
+    pyinfra was given; the deploy machine's commands pass load_inventory(--inventory)."""
+    by_env: dict[str, list[Settings]] = {}
+    for h in inventory:
+        s = Settings.from_host(h)
+        by_env.setdefault(s.environment, []).append(s)
+    return {env: EnvironmentSettings.from_hosts(hosts) for env, hosts in by_env.items()}
+
+
+def load_environment(env: str, inventory_path: str | os.PathLike = "inventory.py") -> list[Settings]:
+    """The settings of every host of one environment of an inventory file (no pyinfra run, no SSH)."""
+    inventory = load_inventory(inventory_path)
+    hosts = [s for s in (Settings.from_host(h) for h in inventory) if s.environment == env]
     if not hosts:
-        known = sorted({s.environment for s in result.values()})
+        known = sorted({Settings.from_host(h).environment for h in inventory})
         raise SettingsError([Issue(str(inventory_path), "", f"no host has environment {env!r}; known "
                                                           f"environments: {', '.join(known) or 'none'}")])
     return hosts
 
 
-def load_environment_settings(env: str, inventory_path: str = "inventory.py") -> EnvironmentSettings:
+def load_environment_settings(env: str, inventory_path: str | os.PathLike = "inventory.py") -> EnvironmentSettings:
     """EnvironmentSettings.from_hosts(load_environment(env, inventory_path))."""
     hosts = load_environment(env, inventory_path)
     return EnvironmentSettings.from_hosts(hosts)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.inventory import check, load_environment
+from mailstead.inventory import check, environments, load_environment
 from mailstead.passwords import hash_password, verify_password
 from mailstead.settings import (
     EnvironmentSettings,
@@ -359,7 +359,28 @@ def test_repository_inventory_runs_check():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_load_environment_runs_the_inventory_like_pyinfra(tmp_path, make_project):
+def test_the_commands_take_the_inventory_file_like_pyinfra(tmp_path, make_project):
+    """`python -m mailstead dns records --inventory FILE` reads FILE (and its group data) as pyinfra does."""
+    project = make_project(tmp_path)
+    project.write()
+    (tmp_path / "servers.py").write_text(
+        "from mailstead.inventory import check\n"
+        + "".join(f"{k} = {v!r}\n" for k, v in project.groups.items())
+        + "check(dict(globals()))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "mailstead", "dns", "records", "--env", "production",
+                           "--inventory", "servers.py"], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "example.net." in proc.stdout and "mx1.example.org." in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "mailstead", "dns", "records", "--env", "production"],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and "inventory.py: no such inventory file" in proc.stderr, proc.stderr
+
+
+def test_load_environment_runs_the_inventory_like_pyinfra(tmp_path, make_project, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # pyinfra reads group_data/ of the directory it runs in
     project = make_project(tmp_path)
     project.write()
     (tmp_path / "inventory.py").write_text(
@@ -398,6 +419,11 @@ def test_from_host_names_the_group_data_file(tmp_path, make_project):
     checked = check(project.groups, base_dir=tmp_path)
     for name, s in good.items():
         assert s.model_dump(exclude={"groups"}) == checked[name].model_dump(exclude={"groups"}), name
+    # deploy.py's environments: every host of the inventory, as the check saw them
+    from_inventory = environments(inventory)["production"]
+    from_check = EnvironmentSettings.from_hosts(list(checked.values()))
+    assert from_inventory.model_dump(exclude={"hosts"}) == from_check.model_dump(exclude={"hosts"})
+    assert [h.fqdn for h in from_inventory.hosts] == [h.fqdn for h in from_check.hosts]
 
     project.append("production.py", "dkim_rsa_bits = 1024")
     project.write()
