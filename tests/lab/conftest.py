@@ -23,6 +23,7 @@ from lablib import Lab  # noqa: E402
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 LABCTL = str(ROOT / "tests" / "lab" / "labctl")
+LAB_INVENTORY = "tests/lab/inventory.py"  # the lab's inventory, relative to ROOT (where pyinfra runs)
 
 
 def pytest_collection_modifyitems(items):
@@ -49,12 +50,12 @@ class DeployRun:
 
 
 def run_deploy(*args: str, env: dict | None = None, timeout: int = 1800) -> DeployRun:
-    """`pyinfra -y --json inventory.py deploy.py` against the lab, as `make lab` runs it: from the lab's
+    """`pyinfra -y --json tests/lab/inventory.py deploy.py` against the lab, as `make lab` runs it: from the lab's
     outside world (`labctl net`), where the deploy machine reaches the hosts and the DNS provider's API."""
-    full_env = dict(os.environ, MAILSTEAD_INVENTORY="lab", **(env or {}))
+    full_env = dict(os.environ, **(env or {}))
     start = time.monotonic()
     proc = subprocess.run(
-        [LABCTL, "net", "--", PYINFRA, "-y", "--json", *args, "inventory.py", "deploy.py"],
+        [LABCTL, "net", "--", PYINFRA, "-y", "--json", *args, LAB_INVENTORY, "deploy.py"],
         cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
     return DeployRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)

@@ -14,7 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import LABCTL, PYINFRA, ROOT, DeployRun, run_deploy
+from conftest import LAB_INVENTORY, LABCTL, PYINFRA, ROOT, DeployRun, run_deploy
 from helpers import env_host, token
 
 SSHD_D = "/etc/ssh/sshd_config.d"
@@ -34,10 +34,9 @@ def run_tasks(tmp_path: Path, host: str, body: str) -> DeployRun:
         from mailstead.settings import Settings
         settings = Settings.from_host(host)
     """) + textwrap.dedent(body))
-    env = dict(os.environ, MAILSTEAD_INVENTORY="lab")
     start = time.monotonic()
-    proc = subprocess.run([LABCTL, "net", "--", PYINFRA, "-y", "--json", "inventory.py", str(deploy),
-                           "--limit", host], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([LABCTL, "net", "--", PYINFRA, "-y", "--json", LAB_INVENTORY, str(deploy),
+                           "--limit", host], cwd=ROOT, capture_output=True, text=True, timeout=600)
     return DeployRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)
 
 

@@ -2,7 +2,7 @@
 
 The PowerDNS API and port 53 of infra are reachable only inside the lab's network namespace, so each step
 runs this file as a driver there (``labctl net``-style ``ip netns exec``): it loads the lab's production
-environment through the real inventory (MAILSTEAD_INVENTORY=lab), runs ``mailstead.dns.stage`` and answers
+environment through the lab's inventory (tests/lab/inventory.py), runs ``mailstead.dns.stage`` and answers
 with JSON (plan, read/write call counts, resolver answers from the lab resolver 198.51.100.1).
 
 Run with the lab id of your choice (MAILSTEAD_LAB_ID); the tests add and remove their own zones
@@ -21,6 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOLVER = "198.51.100.1"
+LAB_INVENTORY = "tests/lab/inventory.py"  # relative to ROOT, where the driver runs
 FOREIGN_TXT = '"google-site-verification=lab-foreign-token"'
 FOREIGN_WWW = "198.51.100.80"
 
@@ -44,7 +45,7 @@ def _driver(req: dict) -> dict:
     from mailstead.inventory import load_environment_settings
     from mailstead.settings import DnsProvider
 
-    env = load_environment_settings(req.get("env", "production"))
+    env = load_environment_settings(req.get("env", "production"), LAB_INVENTORY)
     update = {}
     for k in ("domains", "dmarc", "secrets_dir"):
         if k in req:
@@ -53,7 +54,7 @@ def _driver(req: dict) -> dict:
         update["dns"] = DnsProvider(**req["dns"])
     env = env.model_copy(update=update)
     out: dict = {}
-    pdns_key = read_secret(load_environment_settings("production").dns, env.secrets_dir)
+    pdns_key = read_secret(load_environment_settings("production", LAB_INVENTORY).dns, env.secrets_dir)
     admin = PowerDNS("http://198.51.100.10:8081", pdns_key)
 
     for z in req.get("create_zones", []):
@@ -137,7 +138,7 @@ def _driver(req: dict) -> dict:
 
 
 def drive(lab, **req) -> dict:
-    env = dict(os.environ, MAILSTEAD_INVENTORY="lab", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     argv = lab.net_argv([sys.executable, __file__, json.dumps(req)])
     p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-4000:]

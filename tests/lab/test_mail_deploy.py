@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -39,8 +38,7 @@ def _broken_deploy(tmp_path: Path, host_name: str, body: str) -> subprocess.Comp
         from tasks import dovecot, opensmtpd
         settings = Settings.from_host(host)
     """) + textwrap.dedent(body))
-    env = dict(os.environ, MAILSTEAD_INVENTORY="lab")
-    return subprocess.run([PYINFRA, "-y", "inventory.py", str(deploy), "--limit", host_name], cwd=ROOT, env=env,
+    return subprocess.run([PYINFRA, "-y", "tests/lab/inventory.py", str(deploy), "--limit", host_name], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
 
 

@@ -3,7 +3,6 @@ sender gets a bounce saying so; the mailbox does not grow past its limit."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -31,9 +30,8 @@ def _deploy_dovecot_with_quota(tmp_path: Path, host: str, address: str, quota: s
         from tasks import dovecot
         settings = Settings.from_host(host)
     """) + override + "dovecot.deploy(settings)\n")
-    run = subprocess.run([PYINFRA, "-y", "inventory.py", str(deploy), "--limit", host], cwd=ROOT,
-                         env=dict(os.environ, MAILSTEAD_INVENTORY="lab"), capture_output=True, text=True,
-                         timeout=600)
+    run = subprocess.run([PYINFRA, "-y", "tests/lab/inventory.py", str(deploy), "--limit", host], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.inventory import check, environments, load_environment
+from mailstead.inventory import check, environments, load_environment, load_inventory
 from mailstead.passwords import hash_password, verify_password
 from mailstead.settings import (
     EnvironmentSettings,
@@ -355,7 +355,7 @@ def test_repository_group_data_validates(tmp_path):
 def test_repository_inventory_runs_check():
     """The repo's inventory.py validates when pyinfra would load it (no hosts configured: nothing to do)."""
     proc = subprocess.run([sys.executable, "-c", "import runpy; runpy.run_path('inventory.py')"], cwd=REPO,
-                          capture_output=True, text=True, env={**os.environ, "MAILSTEAD_INVENTORY": ""})
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -566,7 +566,7 @@ def test_pyinfra_cli_connects_when_settings_are_valid(tmp_path, listener, make_p
 
 
 # --------------------------------------------------------------------------------------------------
-# The lab's settings (tests/lab/group_data via mailstead/labdata.py) validate as well
+# The lab's inventory (tests/lab/inventory.py, tests/lab/group_data/) validates as well
 
 
 def _lab_topology():
@@ -579,9 +579,13 @@ def _lab_topology():
     return module
 
 
-def test_lab_settings_validate(tmp_path, monkeypatch):
-    """What `labctl status --json` reports (built from the lab topology; the lab need not be up)."""
-    import mailstead.labdata as labdata
+def test_lab_inventory_validates_and_pyinfra_gives_the_hosts_the_checked_settings(tmp_path, monkeypatch):
+    """What `labctl status --json` reports (built from the lab topology; the lab need not be up), through the
+    lab's own inventory file run from the repository root as `make lab-deploy` runs it: group_data/, then
+    tests/lab/group_data/ (whose values win)."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "lab"))
+    import labdata
 
     topo = _lab_topology()
     fake_state = {
@@ -598,15 +602,25 @@ def test_lab_settings_validate(tmp_path, monkeypatch):
         "gateway": {"ipv4": topo.GATEWAY_V4, "ipv6": topo.GATEWAY_V6},
     }
     monkeypatch.setattr(labdata, "state", lambda lab=None: fake_state)
-    groups, sources = labdata.lab_inventory()
-    settings = check(groups, base_dir=REPO, extra_sources=sources)
-    prod = EnvironmentSettings.from_hosts([s for s in settings.values() if s.environment == "production"])
+    inventory = load_inventory("tests/lab/inventory.py")  # runs the file (its check()) and pyinfra's loader
+    envs = environments(inventory)
+    prod = envs["production"]
     assert [(m.preference, m.host) for m in prod.mx] == [
         (10, "trap1.production.test"), (20, "mail.production.test"), (30, "trap2.production.test")]
     assert prod.domains == ["production.test"] and prod.dns.provider == "powerdns"
-    mail = settings["mail.production.test"]
+    assert prod.secrets_dir == f"{tmp_path}/secrets" and envs["staging"].domains == ["staging.test"]
+    mail = Settings.from_host(inventory.get_host("mail.production.test"))
     assert mail.tls.mode == "lab" and mail.chrony_set_clock is False
     assert mail.mailbox_addresses == ["alice@production.test", "bob@production.test"]
+    # the check (what tests/lab/inventory.py runs) merges the two group_data directories as pyinfra does
+    checked = check(labdata.lab_inventory(), inventory_file=REPO / "tests" / "lab" / "inventory.py")
+    for h in inventory:
+        want = Settings.from_host(h).model_dump(exclude={"groups"})
+        assert checked[h.name].model_dump(exclude={"groups"}) == want, h.name
+    # and a bad lab value names its file under tests/lab/
+    monkeypatch.setitem(fake_state, "gateway", {"ipv4": "not-an-address", "ipv6": topo.GATEWAY_V6})
+    with pytest.raises(SettingsError, match=r"tests/lab/group_data/all.py: resolver_forwarders"):
+        check(labdata.lab_inventory(), inventory_file=REPO / "tests" / "lab" / "inventory.py")
 
 
 def _hash_password_on_a_tty(answers: list[str]) -> tuple[int, str]:
