@@ -10,34 +10,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import textwrap
-import time
-from pathlib import Path
 
-from conftest import LAB_INVENTORY, LABCTL, PYINFRA, ROOT, DeployRun, run_deploy
-from helpers import env_host, token
+from helpers import LABCTL, env_host, run_deploy, run_tasks, token
 
 SSHD_D = "/etc/ssh/sshd_config.d"
 OURS = f"{SSHD_D}/00-mailstead.conf"
 PENDING = "/var/lib/mailstead/pending"
 STAGING = "/var/lib/mailstead/staging"
-
-
-def run_tasks(tmp_path: Path, host: str, body: str) -> DeployRun:
-    """Run some of the real tasks (``body``, with ``settings`` = the host's real Settings) on one host, from the
-    lab's outside world like run_deploy: a deploy file of the test's own, real pyinfra, --json results."""
-    deploy = tmp_path / f"tasks_{token()}.py"
-    deploy.write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from pyinfra import host
-        from mailstead.settings import Settings
-        settings = Settings.from_host(host)
-    """) + textwrap.dedent(body))
-    start = time.monotonic()
-    proc = subprocess.run([LABCTL, "net", "--", PYINFRA, "-y", "--json", LAB_INVENTORY, str(deploy),
-                           "--limit", host], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    return DeployRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)
 
 
 def sshd_effective(lab, host: str) -> list[str]:
