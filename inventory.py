@@ -8,7 +8,8 @@ Describe your servers here (host names and addresses) and everything else in gro
   ("first" = lowest MX preference, "last" = highest), and pyinfra's connection keys (ssh_user, ...).
 
 Group order matters: data of later groups overrides earlier ones, so roles come first, environments last.
-Every setting is validated here, before pyinfra connects to any host.
+Every setting is validated here, before pyinfra connects to any host; while no host is listed, the run stops
+and says what to fill in (README, "Real servers: quick start").
 
 The lab (booted Debian 13 hosts on this machine, for the tests) has its own inventory:
 tests/lab/inventory.py.

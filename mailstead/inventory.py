@@ -45,6 +45,9 @@ from .settings import (
 __all__ = ["check", "environments", "load_environment", "load_environment_settings", "load_group_data",
            "load_inventory", "SettingsError"]
 
+NO_HOSTS = ("lists no hosts: add your servers to mailservers/spamtraps and staging/production, "
+            "see README 'Real servers: quick start'")
+
 
 def _imported_names(tree: ast.Module) -> set[str]:
     names: set[str] = set()
@@ -160,7 +163,8 @@ def check(
     the current directory (``group_data_dirs``). Callers that are not the inventory file give either
     ``inventory_file`` (the file whose groups these are) or ``base_dir`` (a project directory that holds both
     the inventory and its ``group_data/``, pyinfra run there).
-    Raises SettingsError listing every problem with the file it came from.
+    Raises SettingsError listing every problem with the file it came from; an inventory without hosts is
+    one of them.
     """
     caller_file = _caller_file()
     if base_dir is not None:
@@ -199,6 +203,9 @@ def check(
         for n in names:
             if n not in all_hosts:
                 all_hosts.append(n)
+
+    if not all_hosts:
+        raise SettingsError([Issue(inv_label, "", NO_HOSTS)], before_connect=True)
 
     issues: list[Issue] = []
     # group name -> [(file label, its data)], in pyinfra's order (a later directory's file wins)

@@ -352,11 +352,24 @@ def test_repository_group_data_validates(tmp_path):
     assert [m.preference for m in prod.mx] == [10, 20, 30]
 
 
-def test_repository_inventory_runs_check():
-    """The repo's inventory.py validates when pyinfra would load it (no hosts configured: nothing to do)."""
-    proc = subprocess.run([sys.executable, "-c", "import runpy; runpy.run_path('inventory.py')"], cwd=REPO,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+NO_HOSTS_MESSAGE = ("inventory.py: lists no hosts: add your servers to mailservers/spamtraps and "
+                    "staging/production, see README 'Real servers: quick start'")
+
+
+def test_the_repository_inventory_without_hosts_says_what_to_fill_in():
+    """A fresh clone's inventory.py lists no servers: pyinfra and the deploy machine's commands stop and say what
+    to fill in, instead of a run that does nothing."""
+    proc = subprocess.run(_pyinfra_cmd() + ["-y", "inventory.py", "deploy.py"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "Invalid mailstead settings" in output and NO_HOSTS_MESSAGE in output, output
+    assert "Traceback" not in output and "Connecting to hosts" not in output, output
+    for command in (["dns", "plan", "--env", "production"], ["dkim", "list", "--env", "production"]):
+        proc = subprocess.run([sys.executable, "-m", "mailstead", *command], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 1 and NO_HOSTS_MESSAGE in proc.stderr, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
 
 
 def test_the_commands_take_the_inventory_file_like_pyinfra(tmp_path, make_project):
