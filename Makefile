@@ -46,10 +46,13 @@ lab: venv
 	$(LABCTL) up
 	$(MAKE) --no-print-directory lab-deploy
 
-# The deploy runs from the lab's outside world (its network namespace), where it reaches the hosts and the
-# DNS provider's API as a real deploy machine reaches real servers.
+# The deploy runs with the lab's own inventory (tests/lab/inventory.py; pyinfra reads group_data/, then
+# tests/lab/group_data/) from the lab's outside world (its network namespace), where it reaches the hosts and
+# the DNS provider's API as a real deploy machine reaches real servers.
+LAB_INVENTORY := tests/lab/inventory.py
+
 lab-deploy: venv
-	MAILSTEAD_INVENTORY=lab $(LABCTL) net -- $(BIN)/pyinfra -y inventory.py deploy.py
+	$(LABCTL) net -- $(BIN)/pyinfra -y $(LAB_INVENTORY) deploy.py
 
 lab-down:
 	$(LABCTL) down

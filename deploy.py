@@ -1,15 +1,19 @@
 """mailstead: `pyinfra inventory.py deploy.py` — base → tls → mail core → dkim → web → dns.
 
 pyinfra runs this file once per host; every stage is a function in tasks/ that reads one validated
-Settings object (the inventory already validated all of them before connecting).
+Settings object (the inventory already validated all of them before connecting). Stages that need the
+whole environment (the MTA-STS policy's MX set, the DNS records) get its EnvironmentSettings, built here
+from every host of the inventory pyinfra was given (whatever --limit says).
 """
 
-from pyinfra import host
+from pyinfra import host, inventory
 
+from mailstead.inventory import environments
 from mailstead.settings import from_host
 from tasks import base, dkim, dns, dovecot, nginx, opensmtpd, tls
 
 settings = from_host(host)
+env = environments(inventory)[settings.environment]
 
 base.deploy(settings)
 
@@ -18,6 +22,6 @@ if settings.is_mailserver:
     opensmtpd.deploy(settings)
     dovecot.deploy(settings)
     dkim.deploy(settings)
-    nginx.deploy(settings, tls_changed=tls.changed_ops())
+    nginx.deploy(settings, env, tls_changed=tls.changed_ops())
 
-dns.deploy(settings)
+dns.deploy(settings, env)

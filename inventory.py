@@ -1,4 +1,4 @@
-"""Where mailstead deploys: environments x roles.
+"""Where mailstead deploys: your real servers, environments x roles.
 
 Describe your servers here (host names and addresses) and everything else in group_data/.
 - Environments: `staging` and `production`. A host belongs to exactly one; keep the lists disjoint.
@@ -8,37 +8,24 @@ Describe your servers here (host names and addresses) and everything else in gro
   ("first" = lowest MX preference, "last" = highest), and pyinfra's connection keys (ssh_user, ...).
 
 Group order matters: data of later groups overrides earlier ones, so roles come first, environments last.
-Every setting is validated here, before pyinfra connects to any host.
+Every setting is validated here, before pyinfra connects to any host; while no host is listed, the run stops
+and says what to fill in (README, "Real servers: quick start").
 
-With MAILSTEAD_INVENTORY=lab (what `make lab` and the tests set), the lab's booted Debian 13 hosts stand in
-for both environments with the lab's own data (tests/lab/group_data/); the deploy itself is the same.
+The lab (booted Debian 13 hosts on this machine, for the tests) has its own inventory:
+tests/lab/inventory.py.
 """
-
-import os
 
 from mailstead.inventory import check
 
-if os.environ.get("MAILSTEAD_INVENTORY") == "lab":
-    from mailstead.labdata import lab_inventory
+# Your servers. Example (uncomment and edit):
+# _mail = ("mail.example.org", {"ipv4": "<public IPv4>", "ipv6": "<public IPv6>"})
+# _staging_mail = ("mail.staging.example.org", {"ipv4": "...", "ipv6": "..."})
+# _trap_first = ("mx1.example.org", {"ipv4": "...", "spamtrap_position": "first"})
+# _trap_last = ("mx3.example.org", {"ipv4": "...", "spamtrap_position": "last"})
 
-    _groups, _sources = lab_inventory()
-else:
-    _sources = {}
-    # Your servers. Example (uncomment and edit):
-    # _mail = ("mail.example.org", {"ipv4": "<public IPv4>", "ipv6": "<public IPv6>"})
-    # _staging_mail = ("mail.staging.example.org", {"ipv4": "...", "ipv6": "..."})
-    # _trap_first = ("mx1.example.org", {"ipv4": "...", "spamtrap_position": "first"})
-    # _trap_last = ("mx3.example.org", {"ipv4": "...", "spamtrap_position": "last"})
-    _groups = {
-        "mailservers": [],  # [_mail, _staging_mail]
-        "spamtraps": [],  # [_trap_first, _trap_last]
-        "staging": [],  # ["mail.staging.example.org"]
-        "production": [],  # ["mail.example.org", "mx1.example.org", "mx3.example.org"]
-    }
+mailservers = []  # [_mail, _staging_mail]
+spamtraps = []  # [_trap_first, _trap_last]
+staging = []  # ["mail.staging.example.org"]
+production = []  # ["mail.example.org", "mx1.example.org", "mx3.example.org"]
 
-check(_groups, extra_sources=_sources)
-
-mailservers = _groups["mailservers"]
-spamtraps = _groups["spamtraps"]
-staging = _groups["staging"]
-production = _groups["production"]
+check({"mailservers": mailservers, "spamtraps": spamtraps, "staging": staging, "production": production})

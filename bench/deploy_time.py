@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LABCTL = str(ROOT / "tests" / "lab" / "labctl")
+LAB_INVENTORY = "tests/lab/inventory.py"  # the lab's inventory, run from ROOT like `make lab-deploy`
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 
 
@@ -26,11 +27,11 @@ def timed(cmd: list[str], env: dict) -> float:
 
 
 def main() -> int:
-    env = dict(os.environ, MAILSTEAD_LAB_ID="bench", MAILSTEAD_INVENTORY="lab")
+    env = dict(os.environ, MAILSTEAD_LAB_ID="bench")
     subprocess.run([LABCTL, "down"], env=env, check=False, stdout=subprocess.DEVNULL)
     try:
         boot = timed([LABCTL, "up"], env)
-        deploy = [LABCTL, "net", "--", PYINFRA, "-y", "inventory.py", "deploy.py"]
+        deploy = [LABCTL, "net", "--", PYINFRA, "-y", LAB_INVENTORY, "deploy.py"]
         fresh = timed(deploy, env)
         noop = timed(deploy, env)
     finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 INSIDE = "MAILSTEAD_BENCH_IN_LAB"
+LAB_INVENTORY = "tests/lab/inventory.py"  # the lab's inventory (relative to ROOT, where this runs)
 
 
 def outside() -> int:
@@ -33,7 +34,7 @@ def outside() -> int:
     if not lab.status()["up"]:
         print(f"lab {lab.lab_id} is not up: run tests/lab/labctl up", file=sys.stderr)
         return 3
-    env = dict(os.environ, MAILSTEAD_INVENTORY="lab", PYTHONPATH=str(ROOT), **{INSIDE: lab.status()["tsig_file"]})
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{INSIDE: lab.status()["tsig_file"]})
     return subprocess.run(lab.net_argv([sys.executable, __file__, *sys.argv[1:]]), cwd=ROOT, env=env).returncode
 
 
@@ -49,7 +50,7 @@ def inside(rounds: int = 3) -> int:
     from mailstead.inventory import load_environment_settings
     from mailstead.settings import DnsProvider
 
-    base = load_environment_settings("production")
+    base = load_environment_settings("production", LAB_INVENTORY)
     key = read_secret(base.dns, base.secrets_dir)
     admin = PowerDNS(base.dns.api_url, key)
     tsig = json.loads(Path(os.environ[INSIDE]).read_text())

@@ -1,8 +1,10 @@
 """`python -m mailstead <command>`: the deploy machine's helper commands.
 
   hash-password        turn a password into a Dovecot hash for group_data (users[].password_hash)
-  dns plan|apply       show / push the DNS records of an environment (--env ENV)
+  dns plan|apply|records   show / push the DNS records of an environment (--env ENV)
   dkim ...             list, rotate, activate, retire DKIM keys
+                       (dns and dkim --env read the inventory file given with --inventory FILE, default
+                       inventory.py, as pyinfra reads it)
   settings-reference   print the settings reference (Markdown); --write README.md updates the README
 """
 

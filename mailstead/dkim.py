@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=["list", "rotate", "activate", "retire"])
     p.add_argument("--domain", help="mail domain (default for list: all domains of --env)")
     p.add_argument("--env", help="environment whose settings give secrets_dir and dkim_rsa_bits")
-    p.add_argument("--inventory", default="inventory.py")
+    p.add_argument("--inventory", default="inventory.py", metavar="FILE",
+                   help="inventory file, loaded as pyinfra loads it (default: inventory.py)")
     p.add_argument("--secrets-dir", default="secrets")
     p.add_argument("--rsa-bits", type=int, default=2048)
     args = p.parse_args(argv)

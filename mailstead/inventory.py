@@ -1,10 +1,16 @@
 """Validate every host's settings while pyinfra runs inventory.py — before it connects to anything.
 
-pyinfra executes the inventory file, then loads group_data/*.py, then connects; deploy.py runs only
-after connecting. So inventory.py calls ``check(...)``, which loads group_data/*.py itself (the way
-pyinfra does), merges it with pyinfra's precedence while remembering which file every key came from,
-validates each host and each environment, and raises ``SettingsError`` (a clean pyinfra CLI error:
-one message, exit status 1, no traceback, no SSH connection).
+pyinfra executes the inventory file, then loads group data, then connects; deploy.py runs only
+after connecting. So inventory.py calls ``check(...)``, which loads the group data itself from where
+pyinfra 3 reads it (``group_data/`` of the current directory, then ``group_data/`` next to the inventory
+file when that is another directory; for a key set in both, the second wins), merges it with pyinfra's
+precedence while remembering which file every key came from, validates each host and each environment,
+and raises ``SettingsError`` (a clean pyinfra CLI error: one message, exit status 1, no traceback, no SSH
+connection). pyinfra's ``--group-data DIR`` option is not seen by check(): keep group data in those two places.
+
+The deploy machine's commands (``python -m mailstead dns|dkim ... --inventory FILE``) load an inventory file
+with pyinfra's own loader (``load_inventory``) and build each environment from its hosts
+(``environments``), as deploy.py does with the inventory pyinfra was given.
 
 In inventory.py::
 
@@ -32,15 +38,16 @@ from .settings import (
     Settings,
     SettingsError,
     collect_issues,
+    from_host,
     environment_issues,
     is_data_value,
 )
 
-__all__ = ["check", "load_environment", "load_group_data", "load_group_data_file", "SettingsError", "last_check"]
+__all__ = ["check", "environments", "load_environment", "load_environment_settings", "load_group_data",
+           "load_inventory", "SettingsError"]
 
-# inventory file (absolute) -> (settings by host, sources by host); filled by check()
-_RESULTS: dict[str, tuple[dict[str, Settings], dict[str, dict[str, str]]]] = {}
-_LAST: list[tuple[dict[str, Settings], dict[str, dict[str, str]]]] = []
+NO_HOSTS = ("lists no hosts: add your servers to mailservers/spamtraps and staging/production, "
+            "see README 'Real servers: quick start'")
 
 
 def _imported_names(tree: ast.Module) -> set[str]:
@@ -97,11 +104,6 @@ def load_group_data(path: str | os.PathLike, label: str | None = None) -> dict[s
     }
 
 
-def load_group_data_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Alias of load_group_data (used by mailstead.labdata)."""
-    return load_group_data(path)
-
-
 def _is_group(key: str, value: Any) -> bool:
     """The same test pyinfra applies to inventory.py's module variables."""
     if not isinstance(key, str) or key.startswith("_"):
@@ -121,45 +123,61 @@ def _name_data(item: Any) -> tuple[str, dict]:
     return item, {}
 
 
-def _caller_dir(depth: int = 2) -> Path:
+def _caller_file(depth: int = 2) -> str | None:
     try:
-        frame = sys._getframe(depth)
-        f = frame.f_globals.get("__file__")
-        if f:
-            return Path(f).resolve().parent
+        return sys._getframe(depth).f_globals.get("__file__")
     except ValueError:  # pragma: no cover
-        pass
-    return Path.cwd()
+        return None
+
+
+def _label(path: Path, root: Path) -> str:
+    """``path`` as a message names it: relative to the directory pyinfra runs in when inside it."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def group_data_dirs(inventory_file: str | os.PathLike, cwd: str | os.PathLike | None = None) -> list[Path]:
+    """Where pyinfra 3 reads group data for ``inventory_file`` run from ``cwd``, lowest precedence first:
+    ``<cwd>/group_data``, then ``group_data`` next to the inventory file if that is another directory."""
+    root = Path(cwd if cwd is not None else os.getcwd()).resolve()
+    dirs = [root / "group_data"]
+    inventory_dir = Path(inventory_file).resolve().parent
+    if inventory_dir != root:
+        dirs.append(inventory_dir / "group_data")
+    return dirs
 
 
 def check(
     groups: Mapping[str, Any],
-    group_data_dir: str = "group_data",
-    extra_host_data: Mapping[str, Mapping[str, Any]] | None = None,
     *,
-    extra_sources: Mapping[str, Mapping[str, str]] | None = None,
     base_dir: str | os.PathLike | None = None,
+    inventory_file: str | os.PathLike | None = None,
 ) -> dict[str, Settings]:
     """Validate every host of an inventory; return {host name: Settings}.
 
     ``groups``: group name -> list of hosts (names or (name, data) tuples) or (hosts, data), exactly as
     inventory.py defines them; dict order is precedence (later groups win, like pyinfra); an ``all``
     entry gives the lowest-precedence data. Non-group values (e.g. ``dict(globals())``) are skipped.
-    ``group_data_dir``: relative to the directory of the calling file (inventory.py) unless absolute.
-    ``extra_host_data``: host name -> data layered above everything (the lab's host data);
-    ``extra_sources``: host name -> key -> label naming where a host data value came from (the lab's files).
-    Raises SettingsError listing every problem with the file it came from.
+    Called from an inventory file, the group data comes from where pyinfra reads it for that file run from
+    the current directory (``group_data_dirs``). Callers that are not the inventory file give either
+    ``inventory_file`` (the file whose groups these are) or ``base_dir`` (a project directory that holds both
+    the inventory and its ``group_data/``, pyinfra run there).
+    Raises SettingsError listing every problem with the file it came from; an inventory without hosts is
+    one of them.
     """
-    base = Path(base_dir).resolve() if base_dir is not None else _caller_dir()
-    caller_file = None
-    try:
-        caller_file = sys._getframe(1).f_globals.get("__file__")
-    except ValueError:  # pragma: no cover
-        pass
-
-    gd_path = Path(group_data_dir)
-    gd_abs = gd_path if gd_path.is_absolute() else base / gd_path
-    gd_label = group_data_dir.rstrip("/")
+    caller_file = _caller_file()
+    if base_dir is not None:
+        root = Path(base_dir).resolve()
+        dirs = [root / "group_data"]
+        inv_label = "inventory.py"
+    else:
+        root = Path.cwd().resolve()
+        inventory_file = inventory_file or caller_file
+        inventory_path = Path(inventory_file).resolve() if inventory_file else root / "inventory.py"
+        dirs = group_data_dirs(inventory_path, root)
+        inv_label = _label(inventory_path, root)
 
     all_hosts: list[str] = []
     all_inline: dict[str, Any] = {}
@@ -187,25 +205,32 @@ def check(
             if n not in all_hosts:
                 all_hosts.append(n)
 
+    if not all_hosts:
+        raise SettingsError([Issue(inv_label, "", NO_HOSTS)], before_connect=True)
+
     issues: list[Issue] = []
-    files: dict[str, dict[str, Any]] = {}
-    if gd_abs.is_dir():
-        for p in sorted(gd_abs.glob("*.py")):
+    # group name -> [(file label, its data)], in pyinfra's order (a later directory's file wins)
+    files: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for gd in dirs:
+        if not gd.is_dir():
+            continue
+        for p in sorted(gd.glob("*.py")):
+            label = _label(p, root)
             try:
-                files[p.stem] = load_group_data(p, f"{gd_label}/{p.name}")
+                files.setdefault(p.stem, []).append((label, load_group_data(p, label)))
             except SettingsError as e:
                 issues.extend(e.issues)
     # a group_data file whose name is a typo of a group is silently ignored by pyinfra: say so
     import difflib
 
     known = set(group_hosts) | {"all"}
-    for stem in files:
+    for stem, layers in files.items():
         if stem not in known:
             close = difflib.get_close_matches(stem, sorted(known), n=1, cutoff=0.75)
             if close:
-                issues.append(Issue(f"{gd_label}/{stem}.py", "", f"no inventory group is named {stem!r}, so this "
-                                                              f"file applies to no host; did you mean "
-                                                              f"{gd_label}/{close[0]}.py?"))
+                for label, _ in layers:
+                    issues.append(Issue(label, "", f"no inventory group is named {stem!r}, so this file applies "
+                                                   f"to no host; did you mean {label[:-len(stem) - 3]}{close[0]}.py?"))
 
     def layered(name: str, host_groups: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
         data: dict[str, Any] = {}
@@ -216,18 +241,14 @@ def check(
                 data[k] = v
                 src[k] = label
 
-        put(all_inline, "the all group's data in inventory.py")
-        put(files.get("all", {}), f"{gd_label}/all.py")
+        put(all_inline, f"the all group's data in {inv_label}")
+        for label, layer in files.get("all", []):
+            put(layer, label)
         for g in host_groups:
-            put(group_inline.get(g, {}), f"the {g} group's data in inventory.py")
-            put(files.get(g, {}), f"{gd_label}/{g}.py")
-        labels = (extra_sources or {}).get(name, {})
-        for k, v in host_tuple_data.get(name, {}).items():
-            data[k] = v
-            src[k] = labels.get(k, f"host data of {name} in inventory.py")
-        for k, v in (extra_host_data or {}).get(name, {}).items():
-            data[k] = v
-            src[k] = labels.get(k, f"host data of {name}")
+            put(group_inline.get(g, {}), f"the {g} group's data in {inv_label}")
+            for label, layer in files.get(g, []):
+                put(layer, label)
+        put(host_tuple_data.get(name, {}), f"host data of {name} in {inv_label}")
         return data, src
 
     if issues:  # a file that does not load: report that alone (the rest would be noise)
@@ -251,7 +272,7 @@ def check(
     for name, s in result.items():
         others = [e for e in envs if e != s.environment and e in s.groups]
         if others:
-            issues.append(Issue("inventory.py", "environment", f"{name} is in the groups of two environments "
+            issues.append(Issue(inv_label, "environment", f"{name} is in the groups of two environments "
                                                                f"({s.environment}, {', '.join(others)}); keep "
                                                                "staging and production host lists disjoint",
                                 [name]))
@@ -261,43 +282,48 @@ def check(
 
     if issues:
         raise SettingsError(issues, before_connect=True)
-    key = str(Path(caller_file).resolve()) if caller_file else ""
-    _RESULTS[key] = (result, sources)
-    _LAST[:] = [(result, sources)]
     return result
 
 
-def last_check() -> tuple[dict[str, Settings], dict[str, dict[str, str]]] | None:
-    """(settings by host, sources by fqdn) of the most recent successful check()."""
-    return _LAST[0] if _LAST else None
+def load_inventory(inventory_path: str | os.PathLike = "inventory.py"):
+    """The pyinfra Inventory of an inventory file, loaded by pyinfra's own loader as
+    ``pyinfra INVENTORY deploy.py`` run from the current directory loads it (no SSH): the file runs (and its
+    check() validates every host), group data comes from where pyinfra reads it."""
+    from pyinfra.api import State
+    from pyinfra.context import ctx_state
+    from pyinfra_cli.inventory import make_inventory_from_files
 
-
-def load_environment(env: str, inventory_path: str = "inventory.py") -> list[Settings]:
-    """The settings of every host of one environment, for the DNS CLI (no pyinfra run, no SSH).
-
-    Executes the inventory file as pyinfra does; the inventory calls check() itself (if it does not,
-    its groups are checked here with the group_data directory next to it)."""
-    path = Path(inventory_path).resolve()
+    path = Path(inventory_path)
     if not path.is_file():
-        raise SettingsError([Issue(str(inventory_path), "", "no such inventory file")], before_connect=True)
-    code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
-    namespace: dict[str, Any] = {"__file__": str(path), "__name__": "inventory"}
-    _RESULTS.pop(str(path), None)
-    exec(code, namespace)
-    if str(path) in _RESULTS:
-        result, _ = _RESULTS[str(path)]
-    else:
-        groups = {k: v for k, v in namespace.items() if _is_group(k, v)}
-        result = check(groups, base_dir=path.parent)
-    hosts = [s for s in result.values() if s.environment == env]
+        raise SettingsError([Issue(str(inventory_path), "", "no such inventory file; give it with --inventory FILE")],
+                            before_connect=True)
+    with ctx_state.use(State()):
+        return make_inventory_from_files(str(path), cwd=os.getcwd())
+
+
+def environments(inventory: Any) -> dict[str, EnvironmentSettings]:
+    """{environment name: EnvironmentSettings} of a pyinfra inventory: every host it lists (``--limit`` does not
+    narrow it), each with the settings pyinfra gives it (from_host). deploy.py passes the inventory
+    pyinfra was given; the deploy machine's commands pass load_inventory(--inventory)."""
+    by_env: dict[str, list[Settings]] = {}
+    for h in inventory:
+        s = from_host(h)
+        by_env.setdefault(s.environment, []).append(s)
+    return {env: EnvironmentSettings.from_hosts(hosts) for env, hosts in by_env.items()}
+
+
+def load_environment(env: str, inventory_path: str | os.PathLike = "inventory.py") -> list[Settings]:
+    """The settings of every host of one environment of an inventory file (no pyinfra run, no SSH)."""
+    inventory = load_inventory(inventory_path)
+    hosts = [s for s in (from_host(h) for h in inventory) if s.environment == env]
     if not hosts:
-        known = sorted({s.environment for s in result.values()})
+        known = sorted({from_host(h).environment for h in inventory})
         raise SettingsError([Issue(str(inventory_path), "", f"no host has environment {env!r}; known "
                                                           f"environments: {', '.join(known) or 'none'}")])
     return hosts
 
 
-def load_environment_settings(env: str, inventory_path: str = "inventory.py") -> EnvironmentSettings:
+def load_environment_settings(env: str, inventory_path: str | os.PathLike = "inventory.py") -> EnvironmentSettings:
     """EnvironmentSettings.from_hosts(load_environment(env, inventory_path))."""
     hosts = load_environment(env, inventory_path)
     return EnvironmentSettings.from_hosts(hosts)

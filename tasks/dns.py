@@ -16,10 +16,10 @@ from mailstead import dns
 from tasks.common import dry_run
 
 
-def deploy(settings) -> None:
-    if not dns.is_dns_host(settings):
+def deploy(settings, env) -> None:
+    """``env``: the EnvironmentSettings of the host's environment (deploy.py builds it from the inventory)."""
+    if not dns.is_dns_host(settings, env):
         return
-    env = dns.environment_for(settings)
     plan, text = dns.prepare(env, dry=dry_run())
     logger.info(f"DNS for {env.environment}:\n{text}")
     if plan.empty:  # up to date, or provider 'none' (the text lists the records to publish)

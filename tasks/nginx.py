@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from pyinfra.operations import apt, files
 
-from mailstead.dns import environment_for
 from mailstead.dns.records import mta_sts_policy
 from tasks.common import absent_file, checked_file, enable_and_start, render, restart_if
 
@@ -33,12 +32,12 @@ def _check_command() -> str:
     return f"printf '{wrapper}' {{staged}} > {CHECK_CONF} && nginx -t -q -c {CHECK_CONF}; rc=$?; rm -f {CHECK_CONF}; exit $rc"
 
 
-def deploy(settings, tls_changed: list | None = None) -> list:
+def deploy(settings, env, tls_changed: list | None = None) -> list:
+    """``env``: the EnvironmentSettings of the host's environment (its MX set is in the MTA-STS policy)."""
     if not settings.is_mailserver:
         return []
     from tasks.tls import CERT_PATH, KEY_PATH
 
-    env = environment_for(settings)
     mail_host = settings.fqdn
     install = apt.packages(name="nginx: install", packages=["nginx"], no_recommends=True)
     default_site = absent_file(name="nginx: disable the default site", path="/etc/nginx/sites-enabled/default",

@@ -16,30 +16,15 @@ from mailstead import dkim, pki, secrets
 from mailstead.dns.plan import ApplyError, Plan, apply, make_plan
 from mailstead.dns.records import Record, compute, zone_for_domain
 
-__all__ = ["desired_records", "zones", "prepare", "stage", "environment_for", "is_dns_host", "Plan", "ApplyError", "Record"]
+__all__ = ["desired_records", "zones", "prepare", "stage", "is_dns_host", "Plan", "ApplyError", "Record"]
 
 
-def is_dns_host(settings: Any) -> bool:
+def is_dns_host(settings: Any, env: Any) -> bool:
     """True for exactly one host per environment (its first mail host by name): the host whose deploy
-    run carries the environment's DNS stage, so the zone is planned and applied once, not once per host."""
-    env = environment_for(settings)
+    run carries the environment's DNS stage, so the zone is planned and applied once, not once per host.
+    ``env``: the EnvironmentSettings of ``settings``' environment (all its hosts)."""
     names = sorted(str(h.fqdn) for h in env.mail_hosts) or sorted(str(h.fqdn) for h in env.hosts)
     return bool(names) and settings.fqdn == names[0]
-
-
-def environment_for(settings: Any):
-    """EnvironmentSettings of ``settings``' environment, from the inventory check pyinfra just ran
-    (all hosts of that environment); a single-host environment when no check result is available."""
-    from mailstead.settings import EnvironmentSettings
-
-    try:
-        from mailstead.inventory import last_check
-
-        result = last_check()
-    except ImportError:
-        result = None
-    hosts = [s for s in (result[0].values() if result else []) if s.environment == settings.environment]
-    return EnvironmentSettings.from_hosts(hosts or [settings])
 
 
 def zones(env: Any) -> list[str]:

@@ -1,4 +1,4 @@
-"""``python -m mailstead dns plan|apply|records --env ENV [--inventory inventory.py]``
+"""``python -m mailstead dns plan|apply|records --env ENV [--inventory FILE]``
 
 plan     read the provider, print what apply would change (no write)
 apply    plan, print, apply; exit status 0 when the zone is in sync afterwards
@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mailstead dns", description=__doc__.split("\n\n")[0])
     p.add_argument("action", choices=["plan", "apply", "records"])
     p.add_argument("--env", required=True, help="environment name (staging, production, ...)")
-    p.add_argument("--inventory", default="inventory.py")
+    p.add_argument("--inventory", default="inventory.py", metavar="FILE",
+                   help="inventory file, loaded as pyinfra loads it (default: inventory.py)")
     args = p.parse_args(argv)
 
     from mailstead.inventory import load_environment_settings

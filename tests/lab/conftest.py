@@ -6,58 +6,22 @@ Lab tests need root (network namespaces, nspawn). They fail — never skip — w
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from helpers import DeployRun, run_deploy  # noqa: E402
 from lablib import Lab  # noqa: E402
-
-PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
-LABCTL = str(ROOT / "tests" / "lab" / "labctl")
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
             item.add_marker(pytest.mark.lab)
-
-
-@dataclass
-class DeployRun:
-    returncode: int
-    seconds: float
-    stdout: str
-    stderr: str
-
-    @property
-    def results(self) -> dict:
-        """pyinfra's --json results: operations with the hosts they changed, left alone or failed on."""
-        return json.loads(self.stdout)["results"]
-
-    def changed(self) -> dict[str, list[str]]:
-        """{operation name: [hosts it changed]} for every operation that changed something."""
-        return {op["name"]: op["success"] for op in self.results["operations"] if op["success"]}
-
-
-def run_deploy(*args: str, env: dict | None = None, timeout: int = 1800) -> DeployRun:
-    """`pyinfra -y --json inventory.py deploy.py` against the lab, as `make lab` runs it: from the lab's
-    outside world (`labctl net`), where the deploy machine reaches the hosts and the DNS provider's API."""
-    full_env = dict(os.environ, MAILSTEAD_INVENTORY="lab", **(env or {}))
-    start = time.monotonic()
-    proc = subprocess.run(
-        [LABCTL, "net", "--", PYINFRA, "-y", "--json", *args, "inventory.py", "deploy.py"],
-        cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
-    )
-    return DeployRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)
 
 
 @pytest.fixture(scope="session")

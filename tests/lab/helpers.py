@@ -1,19 +1,103 @@
-"""Helpers shared by the lab tests: clients in the lab's outside world and where to look on a host.
+"""Helpers shared by the lab tests: deploys against the lab, clients in the lab's outside world and where to look
+on a host.
 
-Test modules import from here (never from each other). Every client runs inside the lab network
-(`lab.net`), as the rules of the lab require.
+Test modules import from here (never from each other; session fixtures live in conftest.py). Every deploy and
+every client runs inside the lab network (`labctl net`, `lab.net`), as the rules of the lab require.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_DIR = ROOT / "tests" / "lab"
+LABCTL = str(LAB_DIR / "labctl")
+PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
+LAB_INVENTORY = "tests/lab/inventory.py"  # relative to ROOT, where every deploy runs (it reads group_data/ there)
+DNS_DRIVER = LAB_DIR / "dns_driver.py"
+STAMP = "/opt/opensmtpd/.mailstead-build"  # written when OpenSMTPD was built (its mtime changes on a rebuild)
 
 SWAKS_TIMEOUT = "20"
 
 
+# ----------------------------------------------------------------------------- deploys
+
+
+@dataclass
+class DeployRun:
+    returncode: int
+    seconds: float
+    stdout: str
+    stderr: str
+
+    @property
+    def results(self) -> dict:
+        """pyinfra's --json results: operations with the hosts they changed, left alone or failed on."""
+        return json.loads(self.stdout)["results"]
+
+    def changed(self) -> dict[str, list[str]]:
+        """{operation name: [hosts it changed]} for every operation that changed something."""
+        return {op["name"]: op["success"] for op in self.results["operations"] if op["success"]}
+
+
+def _pyinfra(deploy_file: str, *args: str, env: dict | None = None, timeout: int = 1800) -> DeployRun:
+    """`pyinfra -y --json ARGS tests/lab/inventory.py DEPLOY_FILE` from the repository root, run in the lab's
+    outside world (`labctl net`), where the deploy machine reaches the hosts and the DNS provider's API."""
+    start = time.monotonic()
+    proc = subprocess.run(
+        [LABCTL, "net", "--", PYINFRA, "-y", "--json", *args, LAB_INVENTORY, deploy_file],
+        cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=timeout,
+    )
+    return DeployRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)
+
+
+def run_deploy(*args: str, env: dict | None = None, timeout: int = 1800) -> DeployRun:
+    """The real deploy against the lab, as `make lab-deploy` runs it: `pyinfra -y --json [ARGS]
+    tests/lab/inventory.py deploy.py` in the lab's outside world."""
+    return _pyinfra("deploy.py", *args, env=env, timeout=timeout)
+
+
+def run_tasks(tmp_path: Path, host: str, body: str, timeout: int = 600) -> DeployRun:
+    """Run some of the real tasks on one lab host: a deploy file of the test's own (``body``, which sees
+    ``settings`` = the host's real Settings, ``env`` = its environment's, and the modules ``dovecot`` and
+    ``opensmtpd`` of tasks/), through real pyinfra with the lab's inventory like run_deploy, ``--limit host``.
+    Usually it changes one value (deliberately broken, or a setting under test) or stops part-way."""
+    deploy = tmp_path / f"tasks_{token()}.py"
+    deploy.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from pyinfra import host, inventory
+        from mailstead.inventory import environments
+        from mailstead.settings import from_host
+        from tasks import dovecot, opensmtpd
+        settings = from_host(host)
+        env = environments(inventory)[settings.environment]
+    """) + textwrap.dedent(body))
+    return _pyinfra(str(deploy), "--limit", host, timeout=timeout)
+
+
+# ----------------------------------------------------------------------------- DNS from the lab network
+
+
+def drive(lab, **req) -> dict:
+    """Run tests/lab/dns_driver.py with request ``req`` in the lab's outside world; its JSON answer."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    argv = lab.net_argv([sys.executable, DNS_DRIVER, json.dumps(req)])
+    p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-4000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- lab data
 
 
 def env_host(mail_hosts, environment: str) -> dict:
@@ -88,7 +172,54 @@ def net_python(lab, script: str, args: dict, timeout: int = 120) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-
 def smtpd_pid(lab, host: str) -> str:
     """OpenSMTPD's main process id on the host (the same before and after = smtpd did not restart)."""
     return lab.exec(host, "systemctl", "show", "-p", "MainPID", "--value", "opensmtpd").stdout.strip()
+
+
+# ----------------------------------------------------------------------------- state on a host
+
+
+def file_stat(lab, host: str, path: str) -> str:
+    """'mtime size' of a file on the host."""
+    return lab.exec(host, "stat", "-c", "%Y %s", path).stdout.strip()
+
+
+def file_sha(lab, host: str, path: str) -> str:
+    return lab.exec(host, "sha256sum", path).stdout.split()[0]
+
+
+def unit_since(lab, host: str, unit: str) -> str:
+    """When the unit last became active and its main PID (the same before and after = not restarted)."""
+    return lab.exec(host, "systemctl", "show", "-p", "ActiveEnterTimestampMonotonic", "-p", "MainPID", unit).stdout
+
+
+def installed_dkim_keys(lab, host) -> dict[str, tuple[str, str, str]]:
+    """{file name: (mode, owner:group, sha256)} of /etc/mailstead/dkim on a lab host."""
+    out = lab.exec(host, "sh", "-c", "cd /etc/mailstead/dkim && for f in *.key; do "
+                   "printf '%s %s %s:%s ' \"$f\" $(stat -c '%a %U %G' \"$f\"); sha256sum \"$f\" | cut -d' ' -f1; done").stdout
+    res = {}
+    for line in out.splitlines():
+        name, mode, owner, digest = line.split()
+        res[name] = (mode, owner, digest)
+    return res
+
+
+# ----------------------------------------------------------------------------- client scripts (net_python)
+
+
+IMAP_SCRIPT = r"""
+import imaplib, re, ssl, time
+ctx = ssl.create_default_context(cafile=ARGS["ca"])
+m = imaplib.IMAP4_SSL(ARGS["ip"], 993, ssl_context=ctx, timeout=30)
+m.sock.settimeout(None)
+out = {"tls": m.sock.version()}
+out["login"] = m.login(ARGS["user"], ARGS["password"])[0]
+typ, lines = m.list()
+out["folders"] = [l.decode() for l in lines]
+typ, lines = m.lsub()
+out["subscribed"] = [l.decode() for l in lines]
+out["capabilities"] = list(m.capabilities)
+m.select("INBOX")
+print(json.dumps(out))
+"""

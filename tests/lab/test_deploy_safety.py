@@ -1,6 +1,5 @@
 """Deploy safety on booted hosts: sshd settings that a cloud image's drop-in cannot override, restarts that an
-interrupted run cannot lose (pending markers), secrets that are never readable while they are staged, and
-`--diff` that shows a configuration change but never a secret file's content.
+interrupted run cannot lose (pending markers), and secrets that are never readable while they are staged.
 
 Every test restores what it changes on mail.staging.test (the lab is shared by all test files).
 Without a host: tests/unit/test_common_tasks.py.
@@ -10,38 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
-import textwrap
-import time
-from pathlib import Path
 
-from conftest import LABCTL, PYINFRA, ROOT, DeployRun, run_deploy
-from helpers import env_host, token
+from helpers import LABCTL, env_host, run_deploy, run_tasks, token
 
 SSHD_D = "/etc/ssh/sshd_config.d"
 OURS = f"{SSHD_D}/00-mailstead.conf"
 PENDING = "/var/lib/mailstead/pending"
 STAGING = "/var/lib/mailstead/staging"
-
-
-def run_tasks(tmp_path: Path, host: str, body: str, args: tuple[str, ...] = ("-y", "--json")) -> DeployRun:
-    """Run some of the real tasks (``body``, with ``settings`` = the host's real Settings) on one host, from the
-    lab's outside world like run_deploy: a deploy file of the test's own, real pyinfra, --json results
-    (``args``: pyinfra's options instead of ``-y --json``)."""
-    deploy = tmp_path / f"tasks_{token()}.py"
-    deploy.write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from pyinfra import host
-        from mailstead.settings import from_host
-        settings = from_host(host)
-    """) + textwrap.dedent(body))
-    env = dict(os.environ, MAILSTEAD_INVENTORY="lab")
-    start = time.monotonic()
-    proc = subprocess.run([LABCTL, "net", "--", PYINFRA, *args, "inventory.py", str(deploy),
-                           "--limit", host], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    return DeployRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)
 
 
 def sshd_effective(lab, host: str) -> list[str]:
@@ -290,38 +265,3 @@ def test_a_secret_is_never_readable_while_it_is_staged(lab, deployed, mail_hosts
                 watcher.kill()
                 watcher.communicate()
         lab.exec(host, "rm", "-rf", test_dir, stop)
-
-
-# ----------------------------------------------------------------------------- --diff
-
-
-def test_diff_shows_a_configuration_change_and_hides_a_secret_file(lab, deployed, mail_hosts, tmp_path):
-    """`pyinfra --diff --dry` with one changed non-secret value (a line added to dovecot.conf) and one changed
-    secret file (a new user in Dovecot's users file): the configuration's unified diff is shown, the users
-    file only as "content hidden" (neither the new user's line nor its hash); --dry changes nothing."""
-    from mailstead.passwords import MIN_COST, hash_password
-
-    host = env_host(mail_hosts, "staging")["name"]
-    marker, new_user = f"mailstead diff test {token()}", f"{token()}@staging.test"
-    new_hash = hash_password(token(), rounds=MIN_COST)
-    files = ("/etc/dovecot/dovecot.conf", "/etc/dovecot/users")
-    before = {f: lab.exec(host, "sha256sum", f).stdout for f in files}
-    run = run_tasks(tmp_path, host, f"""
-        from mailstead.settings import User
-        from tasks import dovecot
-        user = User(address={new_user!r}, password_hash={new_hash!r})
-        settings = settings.model_copy(update={{"users": [*settings.users, user]}})
-        dovecot.deploy(settings, extra_settings=[{'# ' + marker!r}])
-    """, args=("--diff", "--dry"))
-    out = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
-    assert run.returncode == 0, out[-3000:]
-    # the configuration: pyinfra's unified diff against the live file (a hunk, context, the added line)
-    assert "Will modify /etc/dovecot/dovecot.conf" in out, out[-3000:]
-    conf_diff = out.split("Will modify /etc/dovecot/dovecot.conf", 1)[1]
-    assert re.search(r"^\s*@@ -\d+(,\d+)? \+\d+(,\d+)? @@$", conf_diff, re.M), out[-3000:]
-    assert re.search(rf"^\s*\+ # {re.escape(marker)}$", conf_diff, re.M), out[-3000:]
-    # the secret file: only that it changes
-    assert "Will modify /etc/dovecot/users (content hidden: it may hold a secret)" in out, out[-3000:]
-    assert new_user not in out and new_hash.split("}", 1)[1] not in out
-    assert not re.search(r"^\s*[-+] \S+@staging\.test:", out, re.M), "a users file line was printed"
-    assert {f: lab.exec(host, "sha256sum", f).stdout for f in files} == before, "--dry changed a file"

@@ -1,9 +1,10 @@
 """DNS against the lab's real authoritative server: PowerDNS (HTTP API) and RFC 2136 (TSIG) on infra.lab.test.
 
 The PowerDNS API and port 53 of infra are reachable only inside the lab's network namespace, so each step
-runs this file as a driver there (``labctl net``-style ``ip netns exec``): it loads the lab's production
-environment through the real inventory (MAILSTEAD_INVENTORY=lab), runs ``mailstead.dns.stage`` and answers
-with JSON (plan, read/write call counts, resolver answers from the lab resolver 198.51.100.1).
+runs tests/lab/dns_driver.py there (``helpers.drive``, ``labctl net``-style ``ip netns exec``): it loads the
+lab's production environment through the lab's inventory (tests/lab/inventory.py), runs
+``mailstead.dns.stage`` and answers with JSON (plan, read/write call counts, resolver answers from the lab
+resolver 198.51.100.1).
 
 Run with the lab id of your choice (MAILSTEAD_LAB_ID); the tests add and remove their own zones
 (zone1.test .. zone3.test) and seed foreign records in production.test and rfc2136.test.
@@ -12,136 +13,17 @@ Run with the lab id of your choice (MAILSTEAD_LAB_ID); the tests add and remove 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-RESOLVER = "198.51.100.1"
+from helpers import drive, installed_dkim_keys
+
 FOREIGN_TXT = '"google-site-verification=lab-foreign-token"'
 FOREIGN_WWW = "198.51.100.80"
 
 pytestmark = pytest.mark.lab
-
-
-# ------------------------------------------------------------------------------------ the driver
-def _driver(req: dict) -> dict:
-    """Runs inside the lab netns."""
-    import io
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    import dns.resolver
-    import requests
-
-    from mailstead.dns import desired_records, stage
-    from mailstead.dns.plan import ApplyError, Change
-    from mailstead.dns.providers import from_settings, read_secret
-    from mailstead.dns.providers.powerdns import PowerDNS
-    from mailstead.inventory import load_environment_settings
-    from mailstead.settings import DnsProvider
-
-    env = load_environment_settings(req.get("env", "production"))
-    update = {}
-    for k in ("domains", "dmarc", "secrets_dir"):
-        if k in req:
-            update[k] = req[k]
-    if "dns" in req:
-        update["dns"] = DnsProvider(**req["dns"])
-    env = env.model_copy(update=update)
-    out: dict = {}
-    pdns_key = read_secret(load_environment_settings("production").dns, env.secrets_dir)
-    admin = PowerDNS("http://198.51.100.10:8081", pdns_key)
-
-    for z in req.get("create_zones", []):
-        admin.delete_zone(z)
-        admin.create_zone(z, nameservers=["infra.lab.test."])
-    for z in req.get("delete_zones", []):
-        admin.delete_zone(z)
-
-    if req.get("seed"):
-        seeder = from_settings(env.dns, env.secrets_dir)
-        for zone, name, rtype, ttl, values in req["seed"]:
-            seeder.apply(zone, [Change("change", name, rtype, ttl, new=tuple(values))])
-
-    provider = from_settings(env.dns, env.secrets_dir)
-    proxy = None
-    if req.get("fail_patch"):
-        upstream, fail_at, count = env.dns.api_url.rstrip("/"), req["fail_patch"], {"PATCH": 0}
-
-        class Proxy(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _do(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.command == "PATCH":
-                    count["PATCH"] += 1
-                    if count["PATCH"] == fail_at:
-                        data = b'{"error": "injected by the lab test proxy"}'
-                        self.send_response(500)
-                        self.send_header("Content-Length", str(len(data)))
-                        self.end_headers()
-                        self.wfile.write(data)
-                        return
-                r = requests.request(self.command, upstream + self.path, data=body or None,
-                                     headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
-                self.send_response(r.status_code)
-                for k, v in r.headers.items():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(r.content)))
-                self.end_headers()
-                self.wfile.write(r.content)
-
-            do_GET = do_PATCH = do_POST = do_DELETE = do_PUT = _do
-
-        proxy = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-        threading.Thread(target=proxy.serve_forever, daemon=True).start()
-        provider = PowerDNS(f"http://127.0.0.1:{proxy.server_address[1]}", pdns_key)
-
-    if "stage" in req:
-        buf = io.StringIO()
-        try:
-            plan = stage(env, dry=req["stage"] == "plan", provider=provider, out=buf)
-            out["changes"] = [[c.action, c.name, c.type] for c in plan.changes]
-        except ApplyError as exc:
-            out["error"] = str(exc)
-            out["error_records"] = exc.records
-        out["calls"] = provider.calls
-        out["output"] = buf.getvalue()
-    if req.get("records"):
-        out["records"] = [[r.name, r.type, r.ttl, list(r.values)] for r in desired_records(env, create_keys=False)]
-    if req.get("dkim"):
-        from mailstead import dkim
-
-        out["dkim"] = {d: {k.selector: k.txt() for k in dkim.published_keys(env.secrets_dir, d)} for d in env.domains}
-    if req.get("resolve"):
-        res = dns.resolver.Resolver(configure=False)
-        res.nameservers = [req.get("resolver", RESOLVER)]
-        res.cache = None
-        answers = {}
-        for name, rtype in req["resolve"]:
-            try:
-                ans = res.resolve(name, rtype, raise_on_no_answer=False, lifetime=5)
-                answers[f"{name} {rtype}"] = [rd.to_text() for rd in ans.rrset] if ans.rrset else []
-            except dns.resolver.NXDOMAIN:
-                answers[f"{name} {rtype}"] = []
-        out["answers"] = answers
-    if proxy:
-        proxy.shutdown()
-    return out
-
-
-def drive(lab, **req) -> dict:
-    env = dict(os.environ, MAILSTEAD_INVENTORY="lab", PYTHONPATH=str(ROOT))
-    argv = lab.net_argv([sys.executable, __file__, json.dumps(req)])
-    p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-4000:]
-    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -303,17 +185,6 @@ def test_mta_sts_policy_served_over_https_matches_the_mx_set_and_the_txt_id(lab,
         assert f"id={hashlib.sha256(body.encode()).hexdigest()[:20]}" in txt
 
 
-def _installed_keys(lab, host) -> dict[str, tuple[str, str, str]]:
-    """{file name: (mode, owner:group, sha256)} of /etc/mailstead/dkim on a lab host."""
-    out = lab.exec(host, "sh", "-c", "cd /etc/mailstead/dkim && for f in *.key; do "
-                   "printf '%s %s %s:%s ' \"$f\" $(stat -c '%a %U %G' \"$f\"); sha256sum \"$f\" | cut -d' ' -f1; done").stdout
-    res = {}
-    for line in out.splitlines():
-        name, mode, owner, digest = line.split()
-        res[name] = (mode, owner, digest)
-    return res
-
-
 def test_dkim_keys_on_mail_hosts_are_the_secrets_and_survive_a_redeploy(lab, deployed, redeployed):
     """Needs deploy.py to run tasks.dkim (after rspamd is installed, for the _rspamd group)."""
     import hashlib
@@ -327,7 +198,7 @@ def test_dkim_keys_on_mail_hosts_are_the_secrets_and_survive_a_redeploy(lab, dep
         want = {f"{domain}.{k.selector}.key": hashlib.sha256(k.path.read_bytes()).hexdigest()
                 for k in dkim.published_keys(secrets, domain)}
         assert {k.algorithm for k in dkim.active_keys(secrets, domain)} == {"rsa", "ed25519"}
-        got = _installed_keys(lab, h["short"])
+        got = installed_dkim_keys(lab, h["short"])
         assert {n: v[2] for n, v in got.items()} == want  # same bytes as the deploy machine's secrets
         for mode, owner, _ in got.values():
             assert mode == "640" and owner in ("root:_rspamd", "root:root")
@@ -338,7 +209,3 @@ def test_dkim_keys_on_mail_hosts_are_the_secrets_and_survive_a_redeploy(lab, dep
 def lab_env(st, domain):
     return next(x["environment"] for x in st["domains"] if x["domain"] == domain)
 
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    print(json.dumps(_driver(json.loads(sys.argv[1]))))

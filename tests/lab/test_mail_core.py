@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from helpers import (SWAKS_TIMEOUT, env_host, find_in_maildir, lab_ca, maildir, net_python,  # noqa: F401
-                     password, queue, replies, swaks, token, user)
+from helpers import (IMAP_SCRIPT, env_host, find_in_maildir, lab_ca, maildir, net_python, password, queue,
+                     replies, swaks, token)
 
 # ----------------------------------------------------------------------------- fixtures
 
@@ -160,21 +160,6 @@ def test_queued_message_survives_an_opensmtpd_restart(lab, deployed, staging, st
 # ----------------------------------------------------------------------------- IMAP
 
 
-IMAP_SCRIPT = r"""
-import imaplib, re, ssl, time
-ctx = ssl.create_default_context(cafile=ARGS["ca"])
-m = imaplib.IMAP4_SSL(ARGS["ip"], 993, ssl_context=ctx, timeout=30)
-m.sock.settimeout(None)
-out = {"tls": m.sock.version()}
-out["login"] = m.login(ARGS["user"], ARGS["password"])[0]
-typ, lines = m.list()
-out["folders"] = [l.decode() for l in lines]
-typ, lines = m.lsub()
-out["subscribed"] = [l.decode() for l in lines]
-out["capabilities"] = list(m.capabilities)
-m.select("INBOX")
-print(json.dumps(out))
-"""
 
 
 def test_imap_login_and_special_use_folders(lab, deployed, staging, status):

@@ -2,64 +2,28 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-from test_mail_core import env_host, find_in_maildir, net_python, password, swaks, token, IMAP_SCRIPT, lab_ca
-
-ROOT = Path(__file__).resolve().parents[2]
-PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
-STAMP = "/opt/opensmtpd/.mailstead-build"
-
-
-def _stat(lab, host: str, path: str) -> str:
-    return lab.exec(host, "stat", "-c", "%Y %s", path).stdout.strip()
-
-
-def _sha(lab, host: str, path: str) -> str:
-    return lab.exec(host, "sha256sum", path).stdout.split()[0]
-
-
-def _since(lab, host: str, unit: str) -> str:
-    return lab.exec(host, "systemctl", "show", "-p", "ActiveEnterTimestampMonotonic", "-p", "MainPID", unit).stdout
-
-
-def _broken_deploy(tmp_path: Path, host_name: str, body: str) -> subprocess.CompletedProcess:
-    """Run the real tasks with one changed (usually deliberately broken) value: the test's own deploy file on
-    the real Settings of the host, real pyinfra."""
-    deploy = tmp_path / "broken_deploy.py"
-    deploy.write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from pyinfra import host
-        from mailstead.settings import from_host
-        from tasks import dovecot, opensmtpd
-        settings = from_host(host)
-    """) + textwrap.dedent(body))
-    env = dict(os.environ, MAILSTEAD_INVENTORY="lab")
-    return subprocess.run([PYINFRA, "-y", "inventory.py", str(deploy), "--limit", host_name], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+from helpers import (IMAP_SCRIPT, STAMP, env_host, file_sha, file_stat, find_in_maildir, lab_ca, net_python,
+                     password, run_tasks, swaks, token, unit_since)
 
 
 def test_broken_smtpd_value_fails_at_validation_and_smtpd_keeps_serving(lab, deployed, mail_hosts, tmp_path):
     staging = env_host(mail_hosts, "staging")
     host = staging["name"]
     conf = "/etc/opensmtpd/smtpd.conf"
-    before_sha, before_unit = _sha(lab, host, conf), _since(lab, host, "opensmtpd")
+    before_sha, before_unit = file_sha(lab, host, conf), unit_since(lab, host, "opensmtpd")
     # a host name with a quote in it: passes into smtpd.conf, where `smtpd -n` must reject it
-    run = _broken_deploy(tmp_path, host, """
+    run = run_tasks(tmp_path, host, """
         broken = settings.model_copy(update={"fqdn": 'mail.staging.test" listen on 0.0.0.0 port 2525'})
         opensmtpd.deploy(broken)
     """)
     out = run.stdout + run.stderr
     assert run.returncode != 0, out[-3000:]
     assert f"the new {conf} failed its check; the live file is unchanged" in out, out[-3000:]
-    assert _sha(lab, host, conf) == before_sha
+    assert file_sha(lab, host, conf) == before_sha
     assert lab.exec(host, "test", "-e", conf + ".mailstead-new", check=False).returncode != 0
-    assert _since(lab, host, "opensmtpd") == before_unit, "smtpd was restarted"
+    assert unit_since(lab, host, "opensmtpd") == before_unit, "smtpd was restarted"
     # and it still accepts and delivers mail with the old configuration
     t = token()
     proc = swaks(lab, "--server", staging["ipv4"], "--from", "after@outside.example", "--to", "alice@staging.test",
@@ -73,29 +37,29 @@ def test_broken_dovecot_value_fails_at_validation_and_dovecot_keeps_serving(lab,
     staging = env_host(mail_hosts, "staging")
     host = staging["name"]
     conf = "/etc/dovecot/dovecot.conf"
-    before_sha, before_unit = _sha(lab, host, conf), _since(lab, host, "dovecot")
-    run = _broken_deploy(tmp_path, host, """
+    before_sha, before_unit = file_sha(lab, host, conf), unit_since(lab, host, "dovecot")
+    run = run_tasks(tmp_path, host, """
         dovecot.deploy(settings, extra_settings=["imap_idle_notify_interval = soon"])
     """)
     out = run.stdout + run.stderr
     assert run.returncode != 0, out[-3000:]
     assert f"the new {conf} failed its check; the live file is unchanged" in out, out[-3000:]
-    assert _sha(lab, host, conf) == before_sha
-    assert _since(lab, host, "dovecot") == before_unit, "dovecot was restarted"
+    assert file_sha(lab, host, conf) == before_sha
+    assert unit_since(lab, host, "dovecot") == before_unit, "dovecot was restarted"
     r = net_python(lab, IMAP_SCRIPT, {"ip": staging["ipv4"], "ca": lab_ca(status), "user": "alice@staging.test",
                                       "password": password(status, "alice@staging.test")})
     assert r["login"] == "OK"
 
 
 def test_second_deploy_changes_nothing_and_does_not_rebuild(lab, deployed, mail_hosts, request):
-    before = {h["name"]: _stat(lab, h["name"], STAMP) for h in mail_hosts}
-    units = {h["name"]: (_since(lab, h["name"], "opensmtpd"), _since(lab, h["name"], "dovecot")) for h in mail_hosts}
+    before = {h["name"]: file_stat(lab, h["name"], STAMP) for h in mail_hosts}
+    units = {h["name"]: (unit_since(lab, h["name"], "opensmtpd"), unit_since(lab, h["name"], "dovecot")) for h in mail_hosts}
     redeployed = request.getfixturevalue("redeployed")
     assert redeployed.returncode == 0, redeployed.stderr[-3000:]
     assert redeployed.changed() == {}, f"the second deploy changed: {redeployed.changed()}"
     for h in mail_hosts:
-        assert _stat(lab, h["name"], STAMP) == before[h["name"]], "OpenSMTPD was rebuilt"
-        assert (_since(lab, h["name"], "opensmtpd"), _since(lab, h["name"], "dovecot")) == units[h["name"]], \
+        assert file_stat(lab, h["name"], STAMP) == before[h["name"]], "OpenSMTPD was rebuilt"
+        assert (unit_since(lab, h["name"], "opensmtpd"), unit_since(lab, h["name"], "dovecot")) == units[h["name"]], \
             "a daemon was restarted by a no-op deploy"
 
 
@@ -116,22 +80,22 @@ def test_a_new_alias_takes_effect_without_restarting_smtpd(lab, deployed, mail_h
     staging = env_host(mail_hosts, "staging")
     host = staging["name"]
     alias = f"{token()}@staging.test"
-    before_unit = _since(lab, host, "opensmtpd")
+    before_unit = unit_since(lab, host, "opensmtpd")
     body = f"""
         settings = settings.model_copy(update={{"aliases": {{**settings.aliases, {alias!r}: ["bob@staging.test"]}}}})
         opensmtpd.deploy(settings)
     """
     try:
-        run = _broken_deploy(tmp_path, host, body)  # not broken: the same helper, a valid extra alias
+        run = run_tasks(tmp_path, host, body)  # not broken: the same helper, a valid extra alias
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
         t = token()
         proc = swaks(lab, "--server", staging["ipv4"], "--from", "x@outside.example", "--to", alias,
                      "--header", f"Subject: {t}")
         assert "Message accepted" in proc.stdout, proc.stdout
         assert find_in_maildir(lab, host, "bob@staging.test", t)
-        assert _since(lab, host, "opensmtpd") == before_unit, "smtpd was restarted for a table change"
+        assert unit_since(lab, host, "opensmtpd") == before_unit, "smtpd was restarted for a table change"
     finally:
-        run = _broken_deploy(tmp_path, host, "opensmtpd.deploy(settings)\n")
+        run = run_tasks(tmp_path, host, "opensmtpd.deploy(settings)\n")
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     proc = swaks(lab, "--server", staging["ipv4"], "--from", "x@outside.example", "--to", alias,
                  "--quit-after", "RCPT")

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mailstead.settings import OpenSmtpd
-from test_mail_core import env_host, find_in_maildir, lab_ca, net_python, password, swaks, token
-from test_mail_deploy import STAMP, _broken_deploy, _sha, _since
+from helpers import (STAMP, env_host, file_sha, find_in_maildir, lab_ca, net_python, password, run_tasks, swaks,
+                     token, unit_since)
 
 INFRA_IP = "198.51.100.10"
 HTTP_PORT = 8099
@@ -70,7 +70,7 @@ def _upstream_deploy(tmp_path, host: str, url: str, key_file) -> object:
             "source": "upstream", "upstream_url": {url!r}, "signify_pubkey": {str(key_file)!r}}})
         opensmtpd.deploy(settings.model_copy(update={{"opensmtpd": o}}))
     """
-    return _broken_deploy(tmp_path, host, body)
+    return run_tasks(tmp_path, host, body)
 
 
 def _mail_is_delivered(lab, staging) -> None:
@@ -104,7 +104,7 @@ def test_upstream_source_builds_only_a_tarball_with_a_good_signify_signature(lab
     tampered[len(tampered) // 2] ^= 0x01
 
     stamp_before = lab.exec(host, "cat", STAMP).stdout
-    smtpd_before = _sha(lab, host, "/opt/opensmtpd/sbin/smtpd")
+    smtpd_before = file_sha(lab, host, "/opt/opensmtpd/sbin/smtpd")
     _put(lab, "infra", f"{SERVE_DIR}/{name.removesuffix('.tar.gz')}.sum.sig", sum_sig)
     _put(lab, "infra", f"{SERVE_DIR}/{name}", bytes(tampered))
     lab.exec("infra", "systemd-run", f"--unit={HTTP_UNIT}", "--collect", "python3", "-m", "http.server",
@@ -113,14 +113,14 @@ def test_upstream_source_builds_only_a_tarball_with_a_good_signify_signature(lab
     _put(lab, host, APT_DIRECT, f'Acquire::http::Proxy::{INFRA_IP} "DIRECT";\n'.encode())
     try:
         # 1. a tampered tarball with the real signed list: refused at verification, nothing built
-        unit = _since(lab, host, "opensmtpd")
+        unit = unit_since(lab, host, "opensmtpd")
         run = _upstream_deploy(tmp_path, host, url, tmp_path / "upstream.pub")
         out = run.stdout + run.stderr
         assert run.returncode != 0, out[-3000:]
         assert "SIGNATURE CHECK FAILED" in out and f"{name}: FAIL" in out, out[-3000:]
         assert lab.exec(host, "cat", STAMP).stdout == stamp_before, "the stamp changed: something was built"
-        assert _sha(lab, host, "/opt/opensmtpd/sbin/smtpd") == smtpd_before, "smtpd was replaced"
-        assert _since(lab, host, "opensmtpd") == unit, "smtpd was restarted"
+        assert file_sha(lab, host, "/opt/opensmtpd/sbin/smtpd") == smtpd_before, "smtpd was replaced"
+        assert unit_since(lab, host, "opensmtpd") == unit, "smtpd was restarted"
         _mail_is_delivered(lab, staging)
 
         # 2. the real tarball, but the settings name another key: refused at verification
@@ -130,14 +130,14 @@ def test_upstream_source_builds_only_a_tarball_with_a_good_signify_signature(lab
         assert run.returncode != 0, out[-3000:]
         assert "SIGNATURE CHECK FAILED" in out and "checked against wrong key" in out, out[-3000:]
         assert lab.exec(host, "cat", STAMP).stdout == stamp_before, "the stamp changed: something was built"
-        assert _since(lab, host, "opensmtpd") == unit, "smtpd was restarted"
+        assert unit_since(lab, host, "opensmtpd") == unit, "smtpd was restarted"
 
         # 3. the real tarball and the right key: verified, built, installed, serving
         run = _upstream_deploy(tmp_path, host, url, tmp_path / "upstream.pub")
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
         stamp = lab.exec(host, "cat", STAMP).stdout
         assert f"opensmtpd {version} source=upstream sha256=signify" in stamp, stamp
-        assert _since(lab, host, "opensmtpd") != unit, "smtpd was not restarted on the new build"
+        assert unit_since(lab, host, "opensmtpd") != unit, "smtpd was not restarted on the new build"
         assert lab.exec(host, "systemctl", "is-active", "opensmtpd").stdout.strip() == "active"
         _mail_is_delivered(lab, staging)
     finally:
@@ -145,7 +145,7 @@ def test_upstream_source_builds_only_a_tarball_with_a_good_signify_signature(lab
         lab.exec("infra", "systemctl", "stop", HTTP_UNIT, check=False)
         lab.exec("infra", "rm", "-rf", SERVE_DIR, check=False)
         # back to the normal settings (Debian's archive copy): rebuilt, same stamp as the first deploy
-        run = _broken_deploy(tmp_path, host, "opensmtpd.deploy(settings)\n")
+        run = run_tasks(tmp_path, host, "opensmtpd.deploy(settings)\n")
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert lab.exec(host, "cat", STAMP).stdout == stamp_before
     _mail_is_delivered(lab, staging)
@@ -189,10 +189,10 @@ def test_imap_starttls_setting_opens_143_with_starttls_required(lab, deployed, m
     args = {"ip": staging["ipv4"], "ca": lab_ca(status), "user": "alice@staging.test",
             "password": password(status, "alice@staging.test")}
     conf = "/etc/dovecot/dovecot.conf"
-    conf_before = _sha(lab, host, conf)
+    conf_before = file_sha(lab, host, conf)
     assert net_python(lab, STARTTLS_SCRIPT, args) == {"open": False}, "143 is open with the default settings"
     try:
-        run = _broken_deploy(tmp_path, host, """
+        run = run_tasks(tmp_path, host, """
             dovecot.deploy(settings.model_copy(update={"imap_starttls": True}))
         """)
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
@@ -206,7 +206,7 @@ def test_imap_starttls_setting_opens_143_with_starttls_required(lab, deployed, m
         assert "LOGINDISABLED" not in r["caps_after"] and "AUTH=PLAIN" in r["caps_after"], r
         assert r["login_after"] == "OK", r
     finally:
-        run = _broken_deploy(tmp_path, host, "dovecot.deploy(settings)\n")
+        run = run_tasks(tmp_path, host, "dovecot.deploy(settings)\n")
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
-    assert _sha(lab, host, conf) == conf_before
+    assert file_sha(lab, host, conf) == conf_before
     assert net_python(lab, STARTTLS_SCRIPT, args) == {"open": False}, "143 stayed open after the setting was off"

@@ -3,37 +3,20 @@ sender gets a bounce saying so; the mailbox does not grow past its limit."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-from test_mail_core import env_host, find_in_maildir, swaks, token
-
-ROOT = Path(__file__).resolve().parents[2]
-PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
+from helpers import env_host, find_in_maildir, run_tasks, swaks, token
 
 
 def _deploy_dovecot_with_quota(tmp_path: Path, host: str, address: str, quota: str | None):
     """The real dovecot stage with one user's quota changed (the test's own deploy file, real pyinfra)."""
-    deploy = tmp_path / f"quota_{quota or 'settings'}.py"
     override = "" if quota is None else textwrap.dedent(f"""
         users = [u.model_copy(update={{"quota": {quota!r}}}) if u.address == {address!r} else u
                  for u in settings.users]
         settings = settings.model_copy(update={{"users": users}})
     """)
-    deploy.write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from pyinfra import host
-        from mailstead.settings import from_host
-        from tasks import dovecot
-        settings = from_host(host)
-    """) + override + "dovecot.deploy(settings)\n")
-    run = subprocess.run([PYINFRA, "-y", "inventory.py", str(deploy), "--limit", host], cwd=ROOT,
-                         env=dict(os.environ, MAILSTEAD_INVENTORY="lab"), capture_output=True, text=True,
-                         timeout=600)
+    run = run_tasks(tmp_path, host, override + "dovecot.deploy(settings)\n")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
 
 

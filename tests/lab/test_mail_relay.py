@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_mail_core import env_host, find_in_maildir, net_python, password, queue, token
+from helpers import env_host, find_in_maildir, net_python, password, queue, token
 
 DIALOG_SCRIPT = r"""
 import socket, ssl

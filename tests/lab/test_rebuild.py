@@ -14,10 +14,8 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from test_dns import _installed_keys, drive
-from test_mail_core import env_host, find_in_maildir, lab_ca, net_python, password, swaks, token
-
-from conftest import LABCTL, run_deploy
+from helpers import (LABCTL, drive, env_host, find_in_maildir, installed_dkim_keys, lab_ca, net_python, password,
+                     run_deploy, swaks, token)
 
 DOMAIN = "staging.test"
 USER = "alice@staging.test"
@@ -92,7 +90,7 @@ def test_rebuilt_staging_host_keeps_its_identity_and_its_mail(lab, deployed, sta
     assert {k.algorithm for k in dkim.active_keys(secrets, DOMAIN)} == {"rsa", "ed25519"}
 
     # ---- the identity before: DKIM on the host and in DNS, TLS key, IMAP login, the zone in PowerDNS
-    assert {n: v[2] for n, v in _installed_keys(lab, host).items()} == want_keys
+    assert {n: v[2] for n, v in installed_dkim_keys(lab, host).items()} == want_keys
     records = [r for r in drive(lab, env="staging", records=True)["records"]
                if r[0] == DOMAIN or r[0].endswith("." + DOMAIN)]
     names = [[n, t] for n, t, _, _ in records]
@@ -142,7 +140,7 @@ def test_rebuilt_staging_host_keeps_its_identity_and_its_mail(lab, deployed, sta
         plan = drive(lab, env="staging", stage="plan")
         assert plan["changes"] == [] and plan["calls"]["write"] == 0
 
-        assert {n: v[2] for n, v in _installed_keys(lab, host).items()} == want_keys  # same selectors, same keys
+        assert {n: v[2] for n, v in installed_dkim_keys(lab, host).items()} == want_keys  # same selectors, same keys
         assert drive(lab, resolve=names)["answers"] == dns_before                   # the zone as it was
         assert _served_pins(lab, staging, status) == {465: kept_pin, 993: kept_pin}  # same TLS key: DANE pin holds
 

@@ -1,6 +1,6 @@
 """The lab's topology: pure data, standard library only.
 
-Imported by tests/lab/labctl (through lablib) and by mailstead/labdata.py.
+Imported by tests/lab/labctl (through lablib); tests/lab/labdata.py reads it through `labctl status --json`.
 Addresses are the same in every lab: each lab lives in its own network namespaces,
 and every name the lab creates on this machine carries the lab id.
 """

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.inventory import check, load_environment
+from mailstead.inventory import check, environments, load_environment, load_inventory
 from mailstead.passwords import hash_password, verify_password
 from mailstead.settings import (
     EnvironmentSettings,
@@ -382,14 +382,48 @@ def test_repository_group_data_validates(tmp_path):
     assert [m.preference for m in prod.mx] == [10, 20, 30]
 
 
-def test_repository_inventory_runs_check():
-    """The repo's inventory.py validates when pyinfra would load it (no hosts configured: nothing to do)."""
-    proc = subprocess.run([sys.executable, "-c", "import runpy; runpy.run_path('inventory.py')"], cwd=REPO,
-                          capture_output=True, text=True, env={**os.environ, "MAILSTEAD_INVENTORY": ""})
+NO_HOSTS_MESSAGE = ("inventory.py: lists no hosts: add your servers to mailservers/spamtraps and "
+                    "staging/production, see README 'Real servers: quick start'")
+
+
+def test_the_repository_inventory_without_hosts_says_what_to_fill_in():
+    """A fresh clone's inventory.py lists no servers: pyinfra and the deploy machine's commands stop and say what
+    to fill in, instead of a run that does nothing."""
+    proc = subprocess.run(_pyinfra_cmd() + ["-y", "inventory.py", "deploy.py"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "Invalid mailstead settings" in output and NO_HOSTS_MESSAGE in output, output
+    assert "Traceback" not in output and "Connecting to hosts" not in output, output
+    for command in (["dns", "plan", "--env", "production"], ["dkim", "list", "--env", "production"]):
+        proc = subprocess.run([sys.executable, "-m", "mailstead", *command], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 1 and NO_HOSTS_MESSAGE in proc.stderr, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_the_commands_take_the_inventory_file_like_pyinfra(tmp_path, make_project):
+    """`python -m mailstead dns records --inventory FILE` reads FILE (and its group data) as pyinfra does."""
+    project = make_project(tmp_path)
+    project.write()
+    (tmp_path / "servers.py").write_text(
+        "from mailstead.inventory import check\n"
+        + "".join(f"{k} = {v!r}\n" for k, v in project.groups.items())
+        + "check(dict(globals()))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "mailstead", "dns", "records", "--env", "production",
+                           "--inventory", "servers.py"], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
+    assert "example.net." in proc.stdout and "mx1.example.org." in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "mailstead", "dns", "records", "--env", "production"],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and "inventory.py: no such inventory file" in proc.stderr, proc.stderr
 
 
-def test_load_environment_runs_the_inventory_like_pyinfra(tmp_path, make_project):
+def test_load_environment_runs_the_inventory_like_pyinfra(tmp_path, make_project, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # pyinfra reads group_data/ of the directory it runs in
     project = make_project(tmp_path)
     project.write()
     (tmp_path / "inventory.py").write_text(
@@ -428,6 +462,11 @@ def test_from_host_names_the_group_data_file(tmp_path, make_project):
     checked = check(project.groups, base_dir=tmp_path)
     for name, s in good.items():
         assert s.model_dump(exclude={"groups"}) == checked[name].model_dump(exclude={"groups"}), name
+    # deploy.py's environments: every host of the inventory, as the check saw them
+    from_inventory = environments(inventory)["production"]
+    from_check = EnvironmentSettings.from_hosts(list(checked.values()))
+    assert from_inventory.model_dump(exclude={"hosts"}) == from_check.model_dump(exclude={"hosts"})
+    assert [h.fqdn for h in from_inventory.hosts] == [h.fqdn for h in from_check.hosts]
 
     project.append("production.py", "dkim_rsa_bits = 1024")
     project.write()
@@ -570,7 +609,7 @@ def test_pyinfra_cli_connects_when_settings_are_valid(tmp_path, listener, make_p
 
 
 # --------------------------------------------------------------------------------------------------
-# The lab's settings (tests/lab/group_data via mailstead/labdata.py) validate as well
+# The lab's inventory (tests/lab/inventory.py, tests/lab/group_data/) validates as well
 
 
 def _lab_topology():
@@ -583,9 +622,13 @@ def _lab_topology():
     return module
 
 
-def test_lab_settings_validate(tmp_path, monkeypatch):
-    """What `labctl status --json` reports (built from the lab topology; the lab need not be up)."""
-    import mailstead.labdata as labdata
+def test_lab_inventory_validates_and_pyinfra_gives_the_hosts_the_checked_settings(tmp_path, monkeypatch):
+    """What `labctl status --json` reports (built from the lab topology; the lab need not be up), through the
+    lab's own inventory file run from the repository root as `make lab-deploy` runs it: group_data/, then
+    tests/lab/group_data/ (whose values win)."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "lab"))
+    import labdata
 
     topo = _lab_topology()
     fake_state = {
@@ -602,15 +645,25 @@ def test_lab_settings_validate(tmp_path, monkeypatch):
         "gateway": {"ipv4": topo.GATEWAY_V4, "ipv6": topo.GATEWAY_V6},
     }
     monkeypatch.setattr(labdata, "state", lambda lab=None: fake_state)
-    groups, sources = labdata.lab_inventory()
-    settings = check(groups, base_dir=REPO, extra_sources=sources)
-    prod = EnvironmentSettings.from_hosts([s for s in settings.values() if s.environment == "production"])
+    inventory = load_inventory("tests/lab/inventory.py")  # runs the file (its check()) and pyinfra's loader
+    envs = environments(inventory)
+    prod = envs["production"]
     assert [(m.preference, m.host) for m in prod.mx] == [
         (10, "trap1.production.test"), (20, "mail.production.test"), (30, "trap2.production.test")]
     assert prod.domains == ["production.test"] and prod.dns.provider == "powerdns"
-    mail = settings["mail.production.test"]
+    assert prod.secrets_dir == f"{tmp_path}/secrets" and envs["staging"].domains == ["staging.test"]
+    mail = from_host(inventory.get_host("mail.production.test"))
     assert mail.tls.mode == "lab" and mail.chrony_set_clock is False
     assert mail.mailbox_addresses == ["alice@production.test", "bob@production.test"]
+    # the check (what tests/lab/inventory.py runs) merges the two group_data directories as pyinfra does
+    checked = check(labdata.lab_inventory(), inventory_file=REPO / "tests" / "lab" / "inventory.py")
+    for h in inventory:
+        want = from_host(h).model_dump(exclude={"groups"})
+        assert checked[h.name].model_dump(exclude={"groups"}) == want, h.name
+    # and a bad lab value names its file under tests/lab/
+    monkeypatch.setitem(fake_state, "gateway", {"ipv4": "not-an-address", "ipv6": topo.GATEWAY_V6})
+    with pytest.raises(SettingsError, match=r"tests/lab/group_data/all.py: resolver_forwarders"):
+        check(labdata.lab_inventory(), inventory_file=REPO / "tests" / "lab" / "inventory.py")
 
 
 def _hash_password_on_a_tty(answers: list[str]) -> tuple[int, str]:

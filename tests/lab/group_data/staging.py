@@ -1,8 +1,10 @@
-from mailstead.labdata import lab_users as _lab_users
+# The lab's staging environment (mail.staging.test); read after group_data/staging.py, so these values win.
+from labdata import lab_users
 
+environment = "staging"
 domains = ["staging.test"]
 admin_email = "postmaster@staging.test"
-users = _lab_users("staging.test")
+users = lab_users("staging.test")
 aliases = {
     "postmaster@staging.test": ["alice@staging.test"],
     "abuse@staging.test": ["alice@staging.test"],

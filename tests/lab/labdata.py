@@ -1,10 +1,9 @@
-"""The lab's stand-in inventory: booted Debian 13 hosts (tests/lab/labctl) for staging and production.
+"""The lab's side of tests/lab/inventory.py and tests/lab/group_data/: what the booted lab says about itself.
 
-`inventory.py` calls `lab_inventory()` when MAILSTEAD_INVENTORY=lab. Each lab host gets, as *host data*
-(pyinfra's highest precedence), the settings of tests/lab/group_data/ merged like pyinfra merges group
-data (all.py, then the host's roles, then its environment), its addresses, and the SSH keys to reach it
-through the lab's network namespace. The user's group_data/ still applies underneath, so the lab runs the
-very same deploy with lab domains, lab DNS, a lab CA and lab time servers.
+`state()` is `labctl status --json` (hosts, addresses, domains, users, key files of the running lab whose id
+is $MAILSTEAD_LAB_ID); `lab_inventory()` turns it into the inventory's groups, each lab host with its
+addresses and the SSH settings that reach it through the lab's network namespace; `lab_users()` gives the
+group data the lab users with Dovecot password hashes. mailstead itself knows nothing of this module.
 """
 
 from __future__ import annotations
@@ -16,12 +15,9 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-from mailstead.inventory import load_group_data_file
 from mailstead.secrets import write_private
 
-ROOT = Path(__file__).resolve().parent.parent
-LABCTL = ROOT / "tests" / "lab" / "labctl"
-LAB_GROUP_DATA = ROOT / "tests" / "lab" / "group_data"
+LABCTL = Path(__file__).resolve().parent / "labctl"
 GROUP_ORDER = ("mailservers", "spamtraps", "staging", "production")
 
 
@@ -70,36 +66,19 @@ def lab_users(domain: str) -> list[dict]:
     return users
 
 
-def _lab_settings(groups: list[str]) -> tuple[dict, dict]:
-    """(merged data, key -> file it came from) of tests/lab/group_data for a host in `groups`."""
-    data: dict = {}
-    sources: dict = {}
-    for name in ["all", *groups]:
-        path = LAB_GROUP_DATA / f"{name}.py"
-        if path.exists():
-            values = load_group_data_file(str(path))
-            data.update(values)
-            sources.update(dict.fromkeys(values, str(path.relative_to(ROOT))))
-    return data, sources
-
-
-def lab_inventory() -> tuple[dict[str, list], dict[str, dict[str, str]]]:
-    """Inventory groups (same names as for real servers) holding the lab's hosts with their data, and for
-    each host where each of its settings came from (so a bad lab value names its tests/lab file)."""
+def lab_inventory() -> dict[str, list]:
+    """Inventory groups (the same names as for real servers) holding the lab's mailstead hosts: roles first,
+    environments last; each host once with its host data (addresses, spamtrap position, SSH through the
+    lab's network namespace with strict host keys)."""
     st = state()
     groups: dict[str, list] = {name: [] for name in GROUP_ORDER}
-    sources: dict[str, dict[str, str]] = {}
     for h in st["hosts"]:
         roles = [r for r in h["roles"] if r in ("mailservers", "spamtraps")]
         if not roles:
             continue  # the infra host is the lab's outside world, not a mailstead host
-        env = h["environment"]
-        data, where = _lab_settings([*roles, env])
-        host_facts = {"ipv4": h["ipv4"], "ipv6": h["ipv6"]}
+        data = {"ipv4": h["ipv4"], "ipv6": h["ipv6"]}
         if h.get("spamtrap_position"):
-            host_facts["spamtrap_position"] = h["spamtrap_position"]
-        data.update(host_facts)
-        where.update(dict.fromkeys(host_facts, "tests/lab/topology.py"))
+            data["spamtrap_position"] = h["spamtrap_position"]
         data.update(
             ssh_hostname=h["ipv4"],
             ssh_user="root",
@@ -108,9 +87,8 @@ def lab_inventory() -> tuple[dict[str, list], dict[str, dict[str, str]]]:
             ssh_known_hosts_file=st["known_hosts"],
             ssh_strict_host_key_checking="yes",
         )
-        sources[h["name"]] = where
         entry = (h["name"], data)
         for role in roles:
             groups[role].append(entry)
-        groups[env].append(h["name"])
-    return groups, sources
+        groups[h["environment"]].append(h["name"])
+    return groups
