@@ -1,27 +1,27 @@
-"""mailstead: `pyinfra inventory.py deploy.py` — base → tls → mail core → dkim → web → dns.
+"""mailstead: `pyinfra inventory.py deploy.py` — base → tls → mail users → OpenSMTPD → Dovecot → dkim → web → dns.
 
-pyinfra runs this file once per host; every stage is a function in tasks/ that reads one validated
-Settings object (the inventory already validated all of them before connecting). Stages that need the
-whole environment (the MTA-STS policy's MX set, the DNS records) get its EnvironmentSettings, built here
-from every host of the inventory pyinfra was given (whatever --limit says).
+pyinfra runs this file once per host. Every stage is ``tasks.<stage>.deploy(settings, env, results)``: the
+host's validated Settings (the inventory already validated all of them before connecting), its environment's
+EnvironmentSettings (built here from every host of the inventory pyinfra was given, whatever --limit says),
+and the Results that earlier stages of this host's run hand on to later ones (e.g. "the certificate changed").
 """
 
 from pyinfra import host, inventory
 
 from mailstead.inventory import environments
 from mailstead.settings import from_host
-from tasks import base, dkim, dns, dovecot, nginx, opensmtpd, tls
+from tasks import base, dkim, dns, dovecot, mailusers, nginx, opensmtpd, tls
+from tasks.common import Results
 
 settings = from_host(host)
 env = environments(inventory)[settings.environment]
+results = Results()
 
-base.deploy(settings)
-
+# The host's roles decide its stages, here and nowhere else; every stage has the same signature.
+stages = [base]
 if settings.is_mailserver:
-    tls.deploy(settings)
-    opensmtpd.deploy(settings)
-    dovecot.deploy(settings)
-    dkim.deploy(settings)
-    nginx.deploy(settings, env, tls_changed=tls.changed_ops())
+    stages += [tls, mailusers, opensmtpd, dovecot, dkim, nginx]
+stages.append(dns)  # planned on every host, applied by one host per environment (dns.is_dns_host)
 
-dns.deploy(settings, env)
+for stage in stages:
+    stage.deploy(settings, env, results)

@@ -67,7 +67,7 @@ class AptMirrors(FactBase):
         return {"main": main, "security": security}
 
 
-def deploy(settings) -> None:
+def deploy(settings, env, results) -> None:
     _hostname(settings)
     _apt(settings)
     _ssh(settings)

@@ -37,6 +37,7 @@ import re
 import shlex
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path, PurePosixPath
 
@@ -49,6 +50,21 @@ from pyinfra.operations import systemd
 from pyinfra.operations.util.files import generate_color_diff
 
 FILES_DIR = Path(__file__).resolve().parent.parent / "files"
+
+
+@dataclass
+class Results:
+    """What a stage hands on to the stages after it in one host's run. deploy.py makes one per host and passes
+    it to every stage (``deploy(settings, env, results)``): results travel as arguments, never as module state."""
+
+    tls_changed: list = field(default_factory=list)
+    """the TLS stage's operations that replaced the certificate or key (daemons restart on them)"""
+    dkim_changed: list = field(default_factory=list)
+    """the DKIM stage's operations that installed keys (the signer reloads on them)"""
+    smtpd_filters: list = field(default_factory=list)
+    """OpenSMTPD filters of stages before it (tasks.opensmtpd.SmtpdFilter), after the built-in ones"""
+    dovecot_settings: list = field(default_factory=list)
+    """dovecot.conf lines of stages before it (e.g. IMAPSieve spam learning)"""
 STAGED_SUFFIX = ".mailstead-new"
 STATE_DIR = "/var/lib/mailstead"
 STAGING_DIR = f"{STATE_DIR}/staging"

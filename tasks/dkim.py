@@ -42,10 +42,9 @@ def signing_selectors(settings) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-def deploy(settings) -> list:
-    """Returns the operations that install keys (``any_changed`` of them means: reload the signer)."""
-    if not settings.is_mailserver:
-        return []
+def deploy(settings, env, results) -> None:
+    """Installs the active DKIM keys; ``results.dkim_changed``: the operations that installed them (any of
+    them changed = the signer reloads)."""
     group = _group()
     ops = [
         files.directory(name="DKIM: /etc/mailstead", path="/etc/mailstead", user="root", group="root", mode="755"),
@@ -72,4 +71,4 @@ def deploy(settings) -> list:
             else:
                 ops.append(files.file(name=f"DKIM: remove retired key {k.selector} of {domain}", path=dest,
                                       present=False))
-    return ops
+    results.dkim_changed = ops

@@ -16,7 +16,7 @@ from mailstead import dns
 from tasks.common import dry_run
 
 
-def deploy(settings, env) -> None:
+def deploy(settings, env, results) -> None:
     """``env``: the EnvironmentSettings of the host's environment (deploy.py builds it from the inventory)."""
     if not dns.is_dns_host(settings, env):
         return

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from pyinfra.operations import apt
 
-from tasks import opensmtpd, tls
+from tasks import tls
+from tasks.mailusers import VMAIL_DIR, VMAIL_USER, smtpd_users
 from tasks.common import checked_file, enable_and_start, render, restart_if, run_pending
 
 PACKAGES = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve", "dovecot-managesieved",
@@ -38,7 +39,7 @@ def users_file(settings) -> str:
     return "".join(lines)
 
 
-def dovecot_conf(settings, extra_settings: list[str] | None = None, imap_starttls: bool = False) -> str:
+def dovecot_conf(settings, extra_settings: list[str] = ()) -> str:
     return render(
         "dovecot/dovecot.conf.j2",
         listen="*, ::" if settings.ipv6 else "*",
@@ -49,29 +50,25 @@ def dovecot_conf(settings, extra_settings: list[str] | None = None, imap_starttl
         tls_key=tls.KEY_PATH,
         client_ciphers=tls.CLIENT_CIPHERS,
         users_file=USERS_FILE,
-        vmail_user=opensmtpd.VMAIL_USER,
-        vmail_dir=opensmtpd.VMAIL_DIR,
-        smtpd_user=opensmtpd.smtpd_user(settings),
-        imap_starttls=imap_starttls,
+        vmail_user=VMAIL_USER,
+        vmail_dir=VMAIL_DIR,
+        smtpd_user=smtpd_users(settings)[0],
+        imap_starttls=settings.imap_starttls,
     )
 
 
-def deploy(settings, extra_settings: list[str] | None = None, imap_starttls: bool | None = None) -> None:
-    """``extra_settings``: raw dovecot.conf lines appended by other stages (e.g. IMAPSieve spam learning).
-    ``imap_starttls``: also listen on 143 (STARTTLS; plaintext AUTH stays refused); None = the setting."""
-    if imap_starttls is None:
-        imap_starttls = settings.imap_starttls
+def deploy(settings, env, results) -> None:
+    """``results.dovecot_settings``: raw dovecot.conf lines of earlier stages (e.g. IMAPSieve spam learning);
+    ``results.tls_changed``: the TLS stage's operations (a new certificate restarts Dovecot). The users the
+    config names (vmail, smtpd's user) come from the mailusers stage, which runs before this one."""
     packages = apt.packages(name="Dovecot 2.4 (IMAP, LMTP, Sieve, ManageSieve, flatcurve)", packages=PACKAGES,
                             no_recommends=True)
-    # users the config names (vmail, smtpd's user for the auth-smtpd listener) must exist before Dovecot starts
-    opensmtpd.ensure_users(settings)
-
     users = checked_file(name="Dovecot users (passwd-file)", dest=USERS_FILE, content=users_file(settings),
                          mode="640", user="root", group="dovecot", restarts=AUTH_CACHE_MARKER, secret=True)
     conf = checked_file(
         name="dovecot.conf (checked with doveconf -n)",
         dest=CONFIG,
-        content=dovecot_conf(settings, extra_settings, imap_starttls=imap_starttls),
+        content=dovecot_conf(settings, results.dovecot_settings),
         check="doveconf -n -c {staged} >/dev/null",
         mode="644",
         user="root",
@@ -81,7 +78,7 @@ def deploy(settings, extra_settings: list[str] | None = None, imap_starttls: boo
     )
     enable_and_start("dovecot")
     # a restart also empties the auth cache: it clears the users file's marker too
-    restart = restart_if("dovecot", conf, packages, *tls.changed_ops(), clears=[AUTH_CACHE_MARKER],
+    restart = restart_if("dovecot", conf, packages, *results.tls_changed, clears=[AUTH_CACHE_MARKER],
                          name="Restart Dovecot after a change")
     # a users-file change needs no restart: passwd-file is re-read when it changes; flush the auth cache
     run_pending(name="Flush Dovecot's auth cache after a users change", marker=AUTH_CACHE_MARKER,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pyinfra.operations import apt, files
 
 from mailstead.dns.records import mta_sts_policy
-from tasks.common import absent_file, checked_file, enable_and_start, render, restart_if
+from tasks.common import absent_file, checked_file, enable_and_start, restart_if
 
 CONF = "/etc/nginx/conf.d/mailstead.conf"
 WEBROOT = "/var/www/mailstead"
@@ -32,10 +32,9 @@ def _check_command() -> str:
     return f"printf '{wrapper}' {{staged}} > {CHECK_CONF} && nginx -t -q -c {CHECK_CONF}; rc=$?; rm -f {CHECK_CONF}; exit $rc"
 
 
-def deploy(settings, env, tls_changed: list | None = None) -> list:
-    """``env``: the EnvironmentSettings of the host's environment (its MX set is in the MTA-STS policy)."""
-    if not settings.is_mailserver:
-        return []
+def deploy(settings, env, results) -> None:
+    """``env``: the EnvironmentSettings of the host's environment (its MX set is in the MTA-STS policy);
+    ``results.tls_changed``: the TLS stage's operations (a new certificate reloads nginx)."""
     from tasks.tls import CERT_PATH, KEY_PATH
 
     mail_host = settings.fqdn
@@ -67,6 +66,4 @@ def deploy(settings, env, tls_changed: list | None = None) -> list:
     )
     ops.append(conf)
     enable_and_start("nginx")
-    restart_if("nginx", install, conf, default_site, *(tls_changed or []), reload=True)
-    return ops
-
+    restart_if("nginx", install, conf, default_site, *results.tls_changed, reload=True)

@@ -13,8 +13,8 @@ Files on the host (source build):
   /var/spool/smtpd                                                queue
 Ports: 25 (STARTTLS, no AUTH), 465 (implicit TLS + AUTH), 587 (STARTTLS required + AUTH).
 
-Hook for filtering/DKIM (later work): ``deploy(settings, filters=[SmtpdFilter(...)])``; deploy.py computes
-the list with a pure function of the filtering task (no operations) so smtpd.conf is rendered once. Two
+Hook for filtering/DKIM (later work): a stage that runs before this one appends its ``SmtpdFilter`` to
+``results.smtpd_filters``, so smtpd.conf is rendered once. Two
 filters are always there (``builtin_filters``): filter-authguard on 465/587 (per-source AUTH throttling, see
 that file) and a built-in one on 25 that refuses MAIL FROM in our own domains (only AUTH may use them).
 """
@@ -32,6 +32,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server
 
 from tasks import tls
+from tasks.mailusers import VMAIL_USER, smtpd_users
 from tasks.common import (DAEMON_RELOAD, absent_file, checked_file, enable_and_start, mark_pending, render,
                           restart_if, run_pending)
 
@@ -42,8 +43,6 @@ PACKAGE_DROPIN = "/etc/systemd/system/opensmtpd.service.d/mailstead.conf"
 TABLES_DIR = "/etc/mailstead/smtpd"
 LMTP_SOCKET = "/run/dovecot/lmtp"
 DOVECOT_AUTH_SOCKET = "/run/dovecot/auth-smtpd"
-VMAIL_USER = "vmail"
-VMAIL_DIR = "/var/vmail"
 # table file → its name in smtpd.conf
 TABLE_NAMES = {"credentials": "credentials", "domains": "domains", "virtuals": "virtuals", "recipients": "recipients",
                "sendermap": "sendermap", "aliases": "localaliases", "ownsenders": "ownsenders"}
@@ -93,16 +92,11 @@ class Layout:
 
 
 def layout(settings) -> Layout:
+    users = smtpd_users(settings)
     if settings.opensmtpd.source == "package":
-        return Layout("/usr/sbin/smtpd", "/usr/sbin/smtpctl", "/etc/smtpd.conf", "/usr/libexec/opensmtpd",
-                      "opensmtpd", "opensmtpq")
+        return Layout("/usr/sbin/smtpd", "/usr/sbin/smtpctl", "/etc/smtpd.conf", "/usr/libexec/opensmtpd", *users)
     return Layout(f"{PREFIX}/sbin/smtpd", f"{PREFIX}/sbin/smtpctl", "/etc/opensmtpd/smtpd.conf",
-                  f"{PREFIX}/libexec/opensmtpd", "_smtpd", "_smtpq")
-
-
-def smtpd_user(settings) -> str:
-    """The user smtpd's proc tables and filters run as (Dovecot's auth-smtpd listener group)."""
-    return layout(settings).user
+                  f"{PREFIX}/libexec/opensmtpd", *users)
 
 
 def configure_options(settings) -> list[str]:
@@ -250,25 +244,6 @@ def smtpd_conf(settings, filters=()) -> str:
 # ----------------------------------------------------------------------------- the stage
 
 
-def ensure_users(settings) -> None:
-    """smtpd's users and the virtual mail user. Dovecot's config names them too (auth-smtpd listener owner,
-    mail_uid), so tasks.dovecot calls this as well: whichever stage runs first creates them."""
-    _users(layout(settings))
-
-
-def _users(lay: Layout) -> None:
-    server.group(name="smtpd queue group", group=lay.queue_user, system=True)
-    server.user(name="smtpd unprivileged user", user=lay.user, system=True, group="nogroup",
-                home="/var/empty", shell="/usr/sbin/nologin", ensure_home=False)
-    server.user(name="smtpd queue user", user=lay.queue_user, system=True, group=lay.queue_user,
-                home="/var/empty", shell="/usr/sbin/nologin", ensure_home=False)
-    server.group(name="virtual mail group", group=VMAIL_USER, system=True)
-    server.user(name="virtual mail user", user=VMAIL_USER, system=True, group=VMAIL_USER, home=VMAIL_DIR,
-                shell="/usr/sbin/nologin", ensure_home=False)
-    files.directory(name="virtual mail directory", path=VMAIL_DIR, user=VMAIL_USER, group=VMAIL_USER,
-                    mode="750")
-
-
 def _install_source(settings, lay: Layout) -> list:
     o = settings.opensmtpd
     apt.packages(name="OpenSMTPD build dependencies", packages=BUILD_PACKAGES, no_recommends=True)
@@ -335,9 +310,10 @@ def _adopt_queue(lay: Layout) -> list:
     )]
 
 
-def deploy(settings, filters=()) -> None:
+def deploy(settings, env, results) -> None:
+    """``results.smtpd_filters``: filters of earlier stages (spam filtering, signing) for smtpd.conf;
+    ``results.tls_changed``: the TLS stage's operations (a new certificate restarts smtpd)."""
     lay = layout(settings)
-    _users(lay)
     if settings.opensmtpd.source == "package":
         install_ops = _install_package(settings, lay)
     else:
@@ -364,7 +340,7 @@ def deploy(settings, filters=()) -> None:
     conf = checked_file(
         name="smtpd.conf (checked with smtpd -n)",
         dest=lay.config,
-        content=smtpd_conf(settings, filters),
+        content=smtpd_conf(settings, results.smtpd_filters),
         check=f"{lay.smtpd} -n -f {{staged}} >/dev/null",
         mode="644",
         restarts="opensmtpd",
@@ -373,7 +349,7 @@ def deploy(settings, filters=()) -> None:
     enable_and_start(lay.service)
     # a restart reads every table anew: it settles the tables' markers too
     markers = [table_marker(name) for name in tables(settings)]
-    restart = restart_if(lay.service, conf, *install_ops, *tls.changed_ops(), marker="opensmtpd", clears=markers,
+    restart = restart_if(lay.service, conf, *install_ops, *results.tls_changed, marker="opensmtpd", clears=markers,
                          name="Restart OpenSMTPD after a change")
     # table-only changes: reload the tables in place (no restart, sessions and queue runners keep going)
     for name, op in zip(tables(settings), table_ops):

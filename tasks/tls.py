@@ -15,15 +15,14 @@ Dovecot and smtpd load them as root at start, so the group is only for unprivile
 - ``acme``: hook for the ACME issuer (later work): a module ``tasks.acme`` with
   ``deploy(settings, cert_path, key_path, key_group)`` that writes the same two files.
 
-After ``deploy(settings)``, ``changed_ops()`` gives the operations whose change means "certificate replaced":
-the daemon tasks restart/reload on them.
+``deploy`` leaves in ``results.tls_changed`` the operations whose change means "certificate replaced": the
+daemon stages after it restart/reload on them.
 """
 
 from __future__ import annotations
 
 from io import BytesIO
 
-from pyinfra import host
 from pyinfra.operations import files, server
 
 from mailstead import PROJECT_DIR, pki  # noqa: F401 - tasks/opensmtpd.py reads tls.PROJECT_DIR
@@ -42,15 +41,7 @@ LAB_CA_TRUST_PATH = "/usr/local/share/ca-certificates/mailstead-lab-ca.crt"
 # the services that read CERT_PATH / KEY_PATH (their pending markers, see tasks/common.py)
 CERT_USERS = ("opensmtpd", "dovecot", "nginx")
 
-_changed: dict[str, list] = {}
-
-
-def changed_ops() -> list:
-    """Operations of this host's TLS stage that replace the certificate or key (for restart_if)."""
-    return list(_changed.get(host.name, []))
-
-
-def deploy(settings) -> list:
+def deploy(settings, env, results) -> None:
     """Install the host's certificate and key at CERT_PATH / KEY_PATH. Returns the ops that changed them."""
     server.group(name="TLS key readers group", group=TLS_GROUP, system=True)
     files.directory(name="TLS directory", path=TLS_DIR, user="root", group=TLS_GROUP, mode="750",
@@ -87,5 +78,4 @@ def deploy(settings) -> list:
         ops.extend(acme.deploy(settings, cert_path=CERT_PATH, key_path=KEY_PATH, key_group=TLS_GROUP) or [])
     else:  # pragma: no cover - the settings model allows only the two
         raise ValueError(f"unknown tls.mode {settings.tls.mode!r}")
-    _changed[host.name] = ops
-    return ops
+    results.tls_changed = ops

@@ -169,7 +169,7 @@ def test_a_restart_lost_by_an_interrupted_run_happens_at_the_next_run(lab, deplo
         assert unit_state(lab, host, "dovecot") == before
         assert greeting not in imap_banner(lab, host)
 
-        body = f"from tasks import dovecot\ndovecot.deploy(settings, extra_settings={extra})\n"
+        body = f"from tasks import dovecot\ndovecot.deploy(settings, env, Results(dovecot_settings={extra}))\n"
         rerun = run_tasks(tmp_path, host, body)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         assert rerun.changed() == {"Restart Dovecot after a change": [host]}, rerun.changed()
@@ -183,7 +183,7 @@ def test_a_restart_lost_by_an_interrupted_run_happens_at_the_next_run(lab, deplo
         assert again.changed() == {}, again.changed()
         assert unit_state(lab, host, "dovecot") == after, "a run with nothing pending restarted Dovecot"
     finally:
-        restore = run_tasks(tmp_path, host, "from tasks import dovecot\ndovecot.deploy(settings)\n")
+        restore = run_tasks(tmp_path, host, "from tasks import dovecot\ndovecot.deploy(settings, env, results)\n")
         assert restore.returncode == 0, restore.stderr[-3000:]
     assert greeting not in lab.exec(host, "cat", "/etc/dovecot/dovecot.conf").stdout
     assert not exists(lab, host, f"{PENDING}/dovecot")

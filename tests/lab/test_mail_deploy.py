@@ -16,7 +16,7 @@ def test_broken_smtpd_value_fails_at_validation_and_smtpd_keeps_serving(lab, dep
     # a host name with a quote in it: passes into smtpd.conf, where `smtpd -n` must reject it
     run = run_tasks(tmp_path, host, """
         broken = settings.model_copy(update={"fqdn": 'mail.staging.test" listen on 0.0.0.0 port 2525'})
-        opensmtpd.deploy(broken)
+        opensmtpd.deploy(broken, env, results)
     """)
     out = run.stdout + run.stderr
     assert run.returncode != 0, out[-3000:]
@@ -39,7 +39,7 @@ def test_broken_dovecot_value_fails_at_validation_and_dovecot_keeps_serving(lab,
     conf = "/etc/dovecot/dovecot.conf"
     before_sha, before_unit = file_sha(lab, host, conf), unit_since(lab, host, "dovecot")
     run = run_tasks(tmp_path, host, """
-        dovecot.deploy(settings, extra_settings=["imap_idle_notify_interval = soon"])
+        dovecot.deploy(settings, env, Results(dovecot_settings=["imap_idle_notify_interval = soon"]))
     """)
     out = run.stdout + run.stderr
     assert run.returncode != 0, out[-3000:]
@@ -83,7 +83,7 @@ def test_a_new_alias_takes_effect_without_restarting_smtpd(lab, deployed, mail_h
     before_unit = unit_since(lab, host, "opensmtpd")
     body = f"""
         settings = settings.model_copy(update={{"aliases": {{**settings.aliases, {alias!r}: ["bob@staging.test"]}}}})
-        opensmtpd.deploy(settings)
+        opensmtpd.deploy(settings, env, results)
     """
     try:
         run = run_tasks(tmp_path, host, body)  # not broken: the same helper, a valid extra alias
@@ -95,7 +95,7 @@ def test_a_new_alias_takes_effect_without_restarting_smtpd(lab, deployed, mail_h
         assert find_in_maildir(lab, host, "bob@staging.test", t)
         assert unit_since(lab, host, "opensmtpd") == before_unit, "smtpd was restarted for a table change"
     finally:
-        run = run_tasks(tmp_path, host, "opensmtpd.deploy(settings)\n")
+        run = run_tasks(tmp_path, host, "opensmtpd.deploy(settings, env, results)\n")
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     proc = swaks(lab, "--server", staging["ipv4"], "--from", "x@outside.example", "--to", alias,
                  "--quit-after", "RCPT")

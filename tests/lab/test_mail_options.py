@@ -68,7 +68,7 @@ def _upstream_deploy(tmp_path, host: str, url: str, key_file) -> object:
         from mailstead.settings import OpenSmtpd
         o = OpenSmtpd.model_validate(settings.opensmtpd.model_dump() | {{
             "source": "upstream", "upstream_url": {url!r}, "signify_pubkey": {str(key_file)!r}}})
-        opensmtpd.deploy(settings.model_copy(update={{"opensmtpd": o}}))
+        opensmtpd.deploy(settings.model_copy(update={{"opensmtpd": o}}), env, results)
     """
     return run_tasks(tmp_path, host, body)
 
@@ -145,7 +145,7 @@ def test_upstream_source_builds_only_a_tarball_with_a_good_signify_signature(lab
         lab.exec("infra", "systemctl", "stop", HTTP_UNIT, check=False)
         lab.exec("infra", "rm", "-rf", SERVE_DIR, check=False)
         # back to the normal settings (Debian's archive copy): rebuilt, same stamp as the first deploy
-        run = run_tasks(tmp_path, host, "opensmtpd.deploy(settings)\n")
+        run = run_tasks(tmp_path, host, "opensmtpd.deploy(settings, env, results)\n")
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert lab.exec(host, "cat", STAMP).stdout == stamp_before
     _mail_is_delivered(lab, staging)
@@ -193,7 +193,7 @@ def test_imap_starttls_setting_opens_143_with_starttls_required(lab, deployed, m
     assert net_python(lab, STARTTLS_SCRIPT, args) == {"open": False}, "143 is open with the default settings"
     try:
         run = run_tasks(tmp_path, host, """
-            dovecot.deploy(settings.model_copy(update={"imap_starttls": True}))
+            dovecot.deploy(settings.model_copy(update={"imap_starttls": True}), env, results)
         """)
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
         r = net_python(lab, STARTTLS_SCRIPT, args)
@@ -206,7 +206,7 @@ def test_imap_starttls_setting_opens_143_with_starttls_required(lab, deployed, m
         assert "LOGINDISABLED" not in r["caps_after"] and "AUTH=PLAIN" in r["caps_after"], r
         assert r["login_after"] == "OK", r
     finally:
-        run = run_tasks(tmp_path, host, "dovecot.deploy(settings)\n")
+        run = run_tasks(tmp_path, host, "dovecot.deploy(settings, env, results)\n")
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert file_sha(lab, host, conf) == conf_before
     assert net_python(lab, STARTTLS_SCRIPT, args) == {"open": False}, "143 stayed open after the setting was off"

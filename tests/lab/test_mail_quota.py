@@ -16,7 +16,7 @@ def _deploy_dovecot_with_quota(tmp_path: Path, host: str, address: str, quota: s
                  for u in settings.users]
         settings = settings.model_copy(update={{"users": users}})
     """)
-    run = run_tasks(tmp_path, host, override + "dovecot.deploy(settings)\n")
+    run = run_tasks(tmp_path, host, override + "dovecot.deploy(settings, env, results)\n")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
 
 
