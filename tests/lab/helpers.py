@@ -49,12 +49,14 @@ class DeployRun:
         return {op["name"]: op["success"] for op in self.results["operations"] if op["success"]}
 
 
-def _pyinfra(deploy_file: str, *args: str, env: dict | None = None, timeout: int = 1800) -> DeployRun:
+def _pyinfra(deploy_file: str, *args: str, env: dict | None = None, timeout: int = 1800,
+             yes: bool = True) -> DeployRun:
     """`pyinfra -y --json ARGS tests/lab/inventory.py DEPLOY_FILE` from the repository root, run in the lab's
-    outside world (`labctl net`), where the deploy machine reaches the hosts and the DNS provider's API."""
+    outside world (`labctl net`), where the deploy machine reaches the hosts and the DNS provider's API.
+    ``yes=False``: without -y, as a person runs it (pyinfra then only detects changes with --dry)."""
     start = time.monotonic()
     proc = subprocess.run(
-        [LABCTL, "net", "--", PYINFRA, "-y", "--json", *args, LAB_INVENTORY, deploy_file],
+        [LABCTL, "net", "--", PYINFRA, *(["-y"] if yes else []), "--json", *args, LAB_INVENTORY, deploy_file],
         cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=timeout,
     )
     return DeployRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import stat
-import subprocess
-import time
 from pathlib import Path
 
-from conftest import LABCTL, PYINFRA, ROOT, DeployRun, run_deploy
+from helpers import DeployRun, _pyinfra, run_deploy
 
 STAGING_MAIL = "mail.staging.test"
 
@@ -32,12 +29,10 @@ def files_of(root: Path) -> dict[str, str]:
 
 
 def dry_deploy(secrets_dir: Path) -> DeployRun:
-    """`pyinfra --dry --json inventory.py deploy.py` as a person runs it (no -y: pyinfra detects changes)."""
-    env = dict(os.environ, MAILSTEAD_INVENTORY="lab", MAILSTEAD_LAB_SECRETS_DIR=str(secrets_dir))
-    start = time.monotonic()
-    proc = subprocess.run([LABCTL, "net", "--", PYINFRA, "--dry", "--json", "inventory.py", "deploy.py"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
-    return DeployRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)
+    """`pyinfra --dry --json tests/lab/inventory.py deploy.py` as a person runs it (no -y: pyinfra detects
+    changes), with another secrets directory."""
+    return _pyinfra("deploy.py", "--dry", env={"MAILSTEAD_LAB_SECRETS_DIR": str(secrets_dir)}, yes=False,
+                    timeout=1200)
 
 
 def test_dry_run_on_an_empty_secrets_dir_writes_nothing(lab, deployed, status, tmp_path):
