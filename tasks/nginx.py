@@ -18,6 +18,7 @@ from pyinfra.operations import apt, files
 
 from mailstead.dns.records import mta_sts_policy
 from tasks.common import absent_file, checked_file, enable_and_start, restart_if
+from tasks.tls import CERT_PATH, KEY_PATH
 
 CONF = "/etc/nginx/conf.d/mailstead.conf"
 WEBROOT = "/var/www/mailstead"
@@ -35,7 +36,6 @@ def _check_command() -> str:
 def deploy(settings, env, results) -> None:
     """``env``: the EnvironmentSettings of the host's environment (its MX set is in the MTA-STS policy);
     ``results.tls_changed``: the TLS stage's operations (a new certificate reloads nginx)."""
-    from tasks.tls import CERT_PATH, KEY_PATH
 
     mail_host = settings.fqdn
     install = apt.packages(name="nginx: install", packages=["nginx"], no_recommends=True)

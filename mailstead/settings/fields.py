@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from mailstead.policies import DMARC_TAGS  # noqa: F401 - the settings' own list of DMARC tags
 from mailstead.settings.errors import _CONTROL_RE, _show, _show_url
+from mailstead.urls import plain_http_allowed
 
 ROLES = ("mailservers", "spamtraps")
 DNS_PROVIDERS = ("powerdns", "rfc2136", "hetzner", "cloudflare", "desec", "none")
@@ -315,10 +316,10 @@ Forwarder = Annotated[StrictStr, _checked(_forwarder, "'198.51.100.1'")]
 MirrorUrl = Annotated[StrictStr, _checked(
     lambda v: _url(v, "an http(s) mirror URI", ("http", "https"), need_path=True), "'http://mirror.example.org/debian'",
     show=_show_url)]
+
+
 def _download_url(value: str) -> str:
     """https, or plain http to a loopback / documentation-range IP literal only (the providers' rule)."""
-    from mailstead.dns.providers.urls import plain_http_allowed  # stdlib-only module
-
     what = "an https URL (plain http only to a loopback or documentation-range IP address)"
     _url(value, what, ("http", "https"))
     if value.lower().startswith("http://") and not plain_http_allowed(urlsplit(value).hostname):

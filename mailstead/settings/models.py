@@ -37,6 +37,7 @@ from mailstead.settings.fields import (
     TsigKeyName,
     quota_bytes,
 )
+from mailstead.urls import check_api_url
 
 # --------------------------------------------------------------------------------------------
 # Sub-models
@@ -157,8 +158,6 @@ class DnsProvider(_Model):
     def _api_url(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        from mailstead.dns.providers.urls import check_api_url  # the providers' rule (stdlib-only module)
-
         try:
             return check_api_url(value)
         except ValueError as exc:  # the message starts with the URL (credentials in it never shown)

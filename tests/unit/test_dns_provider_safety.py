@@ -30,7 +30,7 @@ from mailstead.dns.providers.cloudflare import Cloudflare
 from mailstead.dns.providers.desec import DeSEC
 from mailstead.dns.providers.hetzner import Hetzner
 from mailstead.dns.providers.powerdns import PowerDNS
-from mailstead.dns.providers.urls import check_api_url
+from mailstead.urls import check_api_url
 from test_dns_helpers import make_env, no_sleep, run_stage
 
 TOKEN = "tok9Xq2Lm7Vz4Rw8Kp3Nb6Hy1Jc5Td0Fg"  # distinctive: any 6-character piece of it is a leak
@@ -542,7 +542,7 @@ def test_the_url_rule_module_imports_only_the_standard_library():
     import sys
     from pathlib import Path
 
-    import mailstead.dns.providers.urls as urls
+    import mailstead.urls as urls
 
     tree = ast.parse(Path(urls.__file__).read_text())
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}

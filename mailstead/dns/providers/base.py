@@ -32,7 +32,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 
 from mailstead.dns.plan import ApplyError, Change
-from mailstead.dns.providers.urls import DOC_NETS, check_api_url, same_origin, show_origin
+from mailstead.urls import DOC_NETS, check_api_url, same_origin, show_origin
 from mailstead.dns.records import Record, norm_name
 
 
