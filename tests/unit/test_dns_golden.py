@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from mailstead.dns import desired_records
-from test_dns_helpers import make_env
+from dns_helpers import make_env
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -31,7 +31,7 @@ from mailstead.dns.providers.desec import DeSEC
 from mailstead.dns.providers.hetzner import Hetzner
 from mailstead.dns.providers.powerdns import PowerDNS
 from mailstead.urls import check_api_url
-from test_dns_helpers import make_env, no_sleep, run_stage
+from dns_helpers import make_env, no_sleep, run_stage
 
 TOKEN = "tok9Xq2Lm7Vz4Rw8Kp3Nb6Hy1Jc5Td0Fg"  # distinctive: any 6-character piece of it is a leak
 PIECES = [TOKEN[i:i + 6] for i in range(0, len(TOKEN) - 5, 3)]

@@ -18,7 +18,7 @@ import pytest
 
 from mailstead.dns.plan import ApplyError
 from mailstead.dns.providers.cloudflare import Cloudflare
-from test_dns_helpers import FakeAPI, make_env, no_sleep, run_stage as run
+from dns_helpers import FakeAPI, make_env, no_sleep, run_stage as run
 
 ZONE_ID = "023e105f4ecef8ad9ca31a8372d0c353"
 

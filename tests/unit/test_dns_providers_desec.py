@@ -15,7 +15,7 @@ import pytest
 
 from mailstead.dns.plan import ApplyError
 from mailstead.dns.providers.desec import DeSEC
-from test_dns_helpers import FakeAPI, make_env, no_sleep, run_stage as run
+from dns_helpers import FakeAPI, make_env, no_sleep, run_stage as run
 
 
 class FakeDeSEC(FakeAPI):

@@ -17,7 +17,7 @@ import pytest
 
 from mailstead.dns.plan import ApplyError
 from mailstead.dns.providers.hetzner import Hetzner
-from test_dns_helpers import FakeAPI, make_env, no_sleep, run_stage as run
+from dns_helpers import FakeAPI, make_env, no_sleep, run_stage as run
 
 
 class FakeHetzner(FakeAPI):
@@ -207,7 +207,7 @@ def test_bad_token_is_an_error_without_the_token(fake, tmp_path):
 
 def test_stale_record_mailstead_published_is_deleted_foreign_never(fake, tmp_path):
     trap = ("mx9.example.org", {"ipv4": "198.51.100.90", "spamtrap_position": "last"})
-    from test_dns_helpers import MAIL
+    from dns_helpers import MAIL
 
     run(make_env(hosts=[MAIL, trap], secrets_dir=str(tmp_path)), provider(fake))
     assert ("mx9", "A") in fake.zones["example.org"]["rrsets"]

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding
 
 from mailstead import dkim
 from mailstead.dns.records import compute, is_spf, mta_sts_policy, ownership, txt_join
-from test_dns_helpers import MAIL, TRAP_FIRST, TRAP_LAST, by_key, make_env
+from dns_helpers import MAIL, TRAP_FIRST, TRAP_LAST, by_key, make_env
 
 
 @pytest.fixture

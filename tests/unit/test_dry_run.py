@@ -12,7 +12,7 @@ import pytest
 
 from mailstead import dkim
 from mailstead.dns import desired_records, prepare
-from test_dns_helpers import make_env
+from dns_helpers import make_env
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))

@@ -1,4 +1,4 @@
-"""Shared builders for the DNS unit tests (no tests here): real settings models, no mocks."""
+"""Shared builders for the DNS unit tests (a helpers module, no tests): real settings models, no mocks."""
 
 from __future__ import annotations
 
