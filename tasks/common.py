@@ -49,7 +49,9 @@ from pyinfra.facts.files import File, FileContents, Sha1File
 from pyinfra.operations import systemd
 from pyinfra.operations.util.files import generate_color_diff
 
-FILES_DIR = Path(__file__).resolve().parent.parent / "files"
+from mailstead import PROJECT_DIR
+
+FILES_DIR = PROJECT_DIR / "files"
 
 
 @dataclass

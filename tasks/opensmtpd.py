@@ -32,9 +32,18 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server
 
 from tasks import tls
+from tasks.common import (
+    DAEMON_RELOAD,
+    FILES_DIR,
+    absent_file,
+    checked_file,
+    enable_and_start,
+    mark_pending,
+    render,
+    restart_if,
+    run_pending,
+)
 from tasks.mailusers import VMAIL_USER, smtpd_users
-from tasks.common import (DAEMON_RELOAD, absent_file, checked_file, enable_and_start, mark_pending, render,
-                          restart_if, run_pending)
 
 PREFIX = "/opt/opensmtpd"
 STAMP = f"{PREFIX}/.mailstead-build"
@@ -253,7 +262,7 @@ def _install_source(settings, lay: Layout) -> list:
     apt.packages(name="Debian's opensmtpd package is not used with a source build",
                  packages=["opensmtpd"], present=False)
     files.directory(name="/var/empty (smtpd chroot)", path="/var/empty", user="root", group="root", mode="755")
-    files.put(name="OpenSMTPD build script", src=str(tls.PROJECT_DIR / "files/opensmtpd/build-opensmtpd.sh"),
+    files.put(name="OpenSMTPD build script", src=str(FILES_DIR / "opensmtpd/build-opensmtpd.sh"),
                        dest=BUILD_SCRIPT, mode="755", user="root", group="root")
     want = build_stamp(settings)
     have = host.get_fact(FileContents, path=STAMP)
@@ -290,7 +299,7 @@ def _install_package(settings, lay: Layout) -> list:
 
 
 def _helpers(lay: Layout) -> list:
-    return [files.put(name=f"{name} ({what})", src=str(tls.PROJECT_DIR / "files/opensmtpd" / name),
+    return [files.put(name=f"{name} ({what})", src=str(FILES_DIR / "opensmtpd" / name),
                       dest=f"{lay.libexec}/{name}", mode="755", user="root", group="root")
             for name, what in HELPERS.items()]
 

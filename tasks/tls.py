@@ -25,7 +25,7 @@ from io import BytesIO
 
 from pyinfra.operations import files, server
 
-from mailstead import PROJECT_DIR, pki  # noqa: F401 - tasks/opensmtpd.py reads tls.PROJECT_DIR
+from mailstead import pki
 from tasks.common import checked_file, dry_run, would_create
 
 TLS_DIR = "/etc/mailstead/tls"
