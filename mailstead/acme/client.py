@@ -5,7 +5,10 @@ Configuration (/etc/mailstead/acme.json, written by tasks/certificates.py)::
   {"directory": URL, "ca_bundle": path|null, "contact": email, "profile": str|null,
    "challenge": "http-01", "webroot": dir, "names": [...],
    "account_key": path, "cert_key": path, "cert": path, "state": path,
-   "reload": [[argv], ...], "wait_dns": seconds}
+   "reload": [[argv], ...], "wait_dns": seconds, "renew_now": path}
+
+``renew_now``: while this file exists, a run renews whatever the renewal decision says, and removes it once
+the new certificate is installed (``touch`` it, then ``systemctl start mailstead-acme``).
 
 The account key and the certificate key are host identity kept on the deploy machine (secrets_dir) and
 installed by the deploy: the account is found again by its key (an ACME newAccount with a known key returns
@@ -260,7 +263,12 @@ def reload_daemons(cfg: dict) -> list[str]:
 def run(cfg: dict, force: bool = False) -> bool:
     """Renew when due (or ``force``); True when a new certificate was installed. Raises AcmeFailure."""
     old = current_cert(cfg)
-    reason = "forced (--force)" if force else due(cfg)
+    renew_now = cfg.get("renew_now")  # a file: "renew at the next run" (the timer's service, or by hand)
+    if renew_now and os.path.exists(renew_now):
+        force, why = True, f"forced ({renew_now} exists)"
+    else:
+        why = "forced (--force)"
+    reason = why if force else due(cfg)
     if not reason:
         log(f"certificate for {', '.join(cfg['names'])} (serial {old.serial_number:x}) is not due for renewal; "
             f"expires {renewal.not_after(old).isoformat()}")
@@ -281,6 +289,8 @@ def run(cfg: dict, force: bool = False) -> bool:
     write_atomic(cfg["state"], json.dumps(state, indent=1).encode(), 0o600)
     log(f"installed certificate serial {leaf.serial_number:x} for {', '.join(cfg['names'])}, "
         f"valid until {renewal.not_after(leaf).isoformat()}")
+    if renew_now and os.path.exists(renew_now):
+        os.unlink(renew_now)
     failed = reload_daemons(cfg)
     if failed:
         raise AcmeFailure("the new certificate is installed but reloading failed: " + "; ".join(failed))

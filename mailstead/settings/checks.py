@@ -66,10 +66,14 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
         if len(s.roles) > 1:
             issues.append(("roles", "the host is in both mailservers and spamtraps; "
                                     "put it in one of the two groups in inventory.py"))
-    if s.tls.mode == "acme":
-        issues.append(("tls.mode", "'acme' (Let's Encrypt) is not available in this version of mailstead yet; "
-                                   "write tls = {'mode': 'lab'} (certificates from a private CA in secrets_dir) "
-                                   "until it is"))
+    if (s.is_mailserver and s.mta_sts_mode == "enforce" and not s.tls.publicly_trusted
+            and not s.tls.trusted_by_senders):
+        what = ("tls.mode = 'lab' gives it a certificate from a private CA" if s.tls.mode == "lab" else
+                "its ACME CA is not a public one (Let's Encrypt staging, or a private CA in tls.acme_ca_bundle)")
+        issues.append(("tls.mode", f"mta_sts_mode = 'enforce' needs a publicly trusted certificate, but {what}: "
+                                   "senders that honour MTA-STS would refuse to deliver. Write tls = {'mode': "
+                                   "'acme'} (Let's Encrypt production), or mta_sts_mode = 'testing' until the "
+                                   "host has a trusted certificate"))
     if s.is_spamtrap and s.spamtrap_position is None:
         issues.append(("spamtrap_position", "a spamtraps host needs a position; write spamtrap_position = 'first' "
                                             "(MX 10, rejects connections) or 'last' (MX 30, defers) in its host data"))

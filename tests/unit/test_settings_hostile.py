@@ -254,7 +254,7 @@ def test_ordinary_values_are_accepted(project):
                      "upstream_url": "https://www.opensmtpd.org/archives/opensmtpd-7.10.1p2.tar.gz",
                      "sha256": "SHA256:""" + "A" * 64 + """",
                      "configure_options": ["--with-auth-pam=smtpd", "--with-cflags=-O2", "--without-x"]}
-        tls = {"mode": "lab", "acme_profile": "tlsserver", "caa_issuer": "LetsEncrypt.org."}
+        tls = {"mode": "lab", "acme_profile": "tlsserver", "caa_issuer": "LetsEncrypt.org.", "trusted_by_senders": True}
         dns = {"provider": "rfc2136", "server": "2001:db8::53", "tsig_key_name": "mailstead-key.example.org.",
                "secret_env": "MAILSTEAD_TSIG"}
         """)

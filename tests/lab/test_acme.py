@@ -1,0 +1,129 @@
+"""Certificates from an ACME CA: the lab's production host (mail.production.test, tls.mode 'acme') gets its
+certificate from pebble on infra during the deploy and renews it on the host with mailstead's own client.
+
+One module, in this order (each step builds on the one before, to keep `make test` short):
+  1. after the deploy, a client in the outside world that trusts only pebble's current root (fetched from
+     pebble's management interface) verifies every TLS listener, each for the right name;
+  2. a second deploy changes nothing and asks for no certificate (same serial);
+  3. a forced renewal by the timer's own service puts a new serial on every listener, mail is accepted before
+     and right after; with pebble stopped the run fails with one clear journal line and the old certificate
+     keeps serving; with pebble back (a new root: pebble forgets everything) the next run succeeds, with the
+     same account key and certificate key.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from helpers import env_host, find_in_maildir, pebble_root, probe_tls, swaks, tls_listeners, token
+
+ACME_SERVICE = "mailstead-acme.service"
+RENEW_NOW = "/var/lib/mailstead/acme/renew-now"
+KEY = "/etc/mailstead/tls/privkey.pem"
+
+
+@pytest.fixture(scope="module")
+def prod(mail_hosts):
+    return env_host(mail_hosts, "production")
+
+
+@pytest.fixture(scope="module")
+def listeners(prod):
+    return tls_listeners(prod["name"], "production.test")
+
+
+def assert_all_verified(results, host_name, serial=None) -> str:
+    bad = [r for r in results if not r["ok"]]
+    assert not bad, f"listeners that did not verify against pebble's root: {bad}"
+    serials = {r["serial"] for r in results}
+    assert len(serials) == 1, f"listeners disagree on the certificate: {results}"
+    for r in results:
+        assert host_name in r["sans"] and f"mta-sts.production.test" in r["sans"], r
+    (got,) = serials
+    if serial is not None:
+        assert got == serial, results
+    return got
+
+
+def run_acme_service(lab, host: str):
+    """Start the timer's own service once (as the timer does) and wait for it; its exit status and journal."""
+    since = lab.exec(host, "date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
+    t0 = time.monotonic()
+    p = lab.exec(host, "systemctl", "start", ACME_SERVICE, check=False, timeout=300)
+    took = time.monotonic() - t0
+    journal = lab.exec(host, "journalctl", "-u", ACME_SERVICE, "--since", since, "--no-pager", "-o", "cat",
+                       check=False).stdout
+    return p.returncode, journal, took
+
+
+def test_every_listener_presents_the_acme_certificate_for_the_right_name(lab, deployed, status, prod, listeners,
+                                                                          tmp_path):
+    root = pebble_root(lab, status, tmp_path / "pebble-root.pem")
+    results = probe_tls(lab, prod["ipv4"], root, listeners)
+    assert_all_verified(results, prod["name"])
+    # the certificate is not from the lab CA: that CA alone verifies none of them
+    lab_ca = f"{status['state_dir']}/secrets/lab-ca/ca.crt"
+    assert not any(r["ok"] for r in probe_tls(lab, prod["ipv4"], lab_ca, listeners[:1]))
+
+
+def test_second_deploy_changes_nothing_and_asks_for_no_certificate(lab, deployed, redeployed, status, prod,
+                                                                    listeners, tmp_path):
+    assert redeployed.returncode == 0, redeployed.stderr[-3000:]
+    acme_ops = {n: hosts for n, hosts in redeployed.changed().items() if "ACME" in n or "TLS" in n}
+    assert acme_ops == {}, acme_ops
+    root = pebble_root(lab, status, tmp_path / "pebble-root.pem")
+    journal = lab.exec(prod["short"], "journalctl", "-u", ACME_SERVICE, "--no-pager", "-o", "cat",
+                       check=False).stdout
+    assert "requesting a certificate" not in journal  # the deploy ran the client outside the service
+    assert_all_verified(probe_tls(lab, prod["ipv4"], root, listeners), prod["name"])
+
+
+def test_forced_renewal_then_a_failing_ca_then_recovery(lab, deployed, status, prod, listeners, tmp_path):
+    host = prod["short"]
+    root = pebble_root(lab, status, tmp_path / "pebble-root.pem")
+    first = assert_all_verified(probe_tls(lab, prod["ipv4"], root, listeners), prod["name"])
+    key_before = lab.exec(host, "sha256sum", KEY).stdout.split()[0]
+    account_before = lab.exec(host, "sha256sum", "/var/lib/mailstead/acme/account.key").stdout.split()[0]
+
+    # 1. forced renewal through the timer's service: a new serial everywhere, mail accepted before and after
+    t_before = token()
+    assert swaks(lab, "--server", prod["ipv4"], "--to", "bob@production.test", "--from", "x@outside.example",
+                 "--header", f"Subject: {t_before}").returncode == 0
+    lab.exec(host, "touch", RENEW_NOW)
+    rc, journal, took = run_acme_service(lab, host)
+    assert rc == 0, journal
+    assert "using the existing ACME account" in journal and "installed certificate serial" in journal, journal
+    t_after = token()
+    assert swaks(lab, "--server", prod["ipv4"], "--to", "bob@production.test", "--from", "x@outside.example",
+                 "--header", f"Subject: {t_after}").returncode == 0
+    second = assert_all_verified(probe_tls(lab, prod["ipv4"], root, listeners), prod["name"])
+    assert second != first
+    for t in (t_before, t_after):
+        assert find_in_maildir(lab, prod["name"], "bob@production.test", t, timeout=30), t
+    print(f"forced renewal run: {took:.1f}s")
+
+    # 2. the CA is down: the run fails, says why in the journal, the old certificate keeps serving
+    lab.exec("infra", "systemctl", "stop", "pebble")
+    try:
+        lab.exec(host, "touch", RENEW_NOW)
+        rc, journal, _ = run_acme_service(lab, host)
+        assert rc != 0
+        failed = [ln for ln in journal.splitlines() if "FAILED" in ln]
+        assert failed and f"serial {second}" in failed[0] and "keeps serving" in failed[0], journal
+        state = lab.exec(host, "systemctl", "is-failed", ACME_SERVICE, check=False).stdout.strip()
+        assert state == "failed"
+        assert_all_verified(probe_tls(lab, prod["ipv4"], root, listeners), prod["name"], serial=second)
+    finally:
+        lab.provision_pebble()  # back, with a new root (pebble keeps nothing across restarts)
+
+    # 3. the next run succeeds (renew-now is still there), same keys; the old root no longer verifies it
+    rc, journal, _ = run_acme_service(lab, host)
+    assert rc == 0, journal
+    new_root = pebble_root(lab, status, tmp_path / "pebble-root-2.pem")
+    third = assert_all_verified(probe_tls(lab, prod["ipv4"], new_root, listeners), prod["name"])
+    assert third not in (first, second)
+    assert lab.exec(host, "sha256sum", KEY).stdout.split()[0] == key_before  # DANE: the key stays
+    assert lab.exec(host, "sha256sum", "/var/lib/mailstead/acme/account.key").stdout.split()[0] == account_before
+    assert lab.exec(host, "test", "-e", RENEW_NOW, check=False).returncode != 0
