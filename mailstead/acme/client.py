@@ -212,31 +212,8 @@ def issue(cfg: dict) -> bytes:
 
 
 def new_order(acme, csr_pem: bytes, profile: str | None):
-    """``ClientV2.new_order`` with an ACME profile (draft-aaron-acme-profiles) when one is set; acme 4.0's
-    ``new_order`` has no profile argument, so the field is added to its NewOrder message here."""
-    import inspect
-
-    if not profile:
-        return acme.new_order(csr_pem)
-    if "profile" in inspect.signature(acme.new_order).parameters:
-        return acme.new_order(csr_pem, profile=profile)
-    import josepy as jose
-    from acme import crypto_util, messages
-
-    class NewOrderWithProfile(messages.NewOrder):
-        profile: str = jose.field("profile", omitempty=True)
-
-    names = crypto_util.get_names_from_subject_and_extensions(
-        x509.load_pem_x509_csr(csr_pem)) if hasattr(crypto_util, "get_names_from_subject_and_extensions") \
-        else crypto_util._pyopenssl_cert_or_req_san(csr_pem)  # noqa: SLF001 - older acme
-    ids = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in names]
-    body = NewOrderWithProfile(identifiers=ids, profile=profile)
-    response = acme._post(acme.directory["newOrder"], body)  # noqa: SLF001
-    order = messages.Order.from_json(response.json())
-    authorizations = [acme._authzr_from_response(acme._post_as_get(u), uri=u)  # noqa: SLF001
-                      for u in order.authorizations]
-    return messages.OrderResource(body=order, uri=response.headers.get("Location"),
-                                  authorizations=authorizations, csr_pem=csr_pem)
+    """A new order for the CSR's names, with the ACME profile when one is set (acme >= 4.0 sends it)."""
+    return acme.new_order(csr_pem, profile=profile) if profile else acme.new_order(csr_pem)
 
 
 def check_chain(cfg: dict, chain: bytes) -> x509.Certificate:
