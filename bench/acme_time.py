@@ -37,6 +37,8 @@ def main() -> int:
         status = lab.status()
         ip = next(h["ipv4"] for h in status["hosts"] if h["short"] == HOST)
         listeners = tls_listeners(NAME, "production.test")
+        old = lab.exec(HOST, "cat", "/var/lib/mailstead/acme/state.json", check=False)  # deployed before?
+        before = json.loads(old.stdout) if old.returncode == 0 else {}
         rebuild = lab.rebuild(HOST)
         with tempfile.TemporaryDirectory() as tmp:
             root = pebble_root(lab, status, Path(tmp) / "root.pem")
@@ -51,6 +53,9 @@ def main() -> int:
                     sys.exit("no trusted certificate on every listener 60 s after the deploy")
                 time.sleep(0.5)
             trusted = time.monotonic() - t0
+        after = json.loads(lab.exec(HOST, "cat", "/var/lib/mailstead/acme/state.json").stdout)
+        if after["account"] != before.get("account", after["account"]):
+            sys.exit(f"the rebuilt host registered a new ACME account: {before.get('account')} -> {after['account']}")
         forced, noop = [], []
         for _ in range(3):
             for runs, arg in ((forced, "--force"), (noop, "")):
@@ -63,6 +68,8 @@ def main() -> int:
     print(f"rebuild {HOST} (fresh Debian 13):            {rebuild:8.1f} s")
     print(f"fresh host -> trusted cert on every listener: {trusted:8.1f} s  (deploy --limit production: "
           f"{deployed:.1f} s)")
+    print(f"ACME account after the rebuild:               {'the same' if 'account' in before else 'n/a'} "
+          f"({after['account']})")
     print(f"renewal run, forced (order, HTTP-01, reloads): {statistics.median(forced):8.2f} s  (median of 3)")
     print(f"renewal run, nothing due (ARI check only):     {statistics.median(noop):8.2f} s  (median of 3)")
     print(f"ratio forced / nothing due:                    {statistics.median(forced) / statistics.median(noop):8.1f} x")

@@ -15,7 +15,7 @@ from pyinfra.facts.files import File
 from pyinfra.operations import server
 
 from mailstead.acme.renewal import cert_names
-from tasks.certificates import CONFIG, RUN, AcmeDue
+from tasks.certificates import CONFIG, SERVICE, AcmeDue
 from tasks.common import dry_run
 
 
@@ -29,5 +29,8 @@ def deploy(settings, env, results) -> None:
     if due == "ok" and not any(op.will_change for op in changed):
         host.noop("the ACME certificate is current")
         return
+    # through the timer's own service: the run is in its journal like every renewal, and a failure shows
+    # the client's reason in the deploy's output
     server.shell(name=f"ACME: certificate for {', '.join(cert_names(settings.fqdn, env.domains))} ({due})",
-                 commands=[f"{RUN} run --config {CONFIG}"])
+                 commands=[f"systemctl start {SERVICE}.service || {{ journalctl -u {SERVICE}.service -n 5 "
+                           f"--no-pager -o cat >&2; exit 1; }}"])

@@ -152,8 +152,9 @@ def wait_for_names(names, timeout: float) -> None:
                 time.sleep(1)
 
 
-def issue(cfg: dict) -> bytes:
-    """Order, validate and download a certificate for cfg['names'] with the certificate key: the full chain."""
+def issue(cfg: dict) -> tuple[bytes, str]:
+    """Order, validate and download a certificate for cfg['names'] with the certificate key: the full chain
+    and the account's URL."""
     import josepy as jose
     from acme import client, crypto_util, errors, messages
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -208,7 +209,7 @@ def issue(cfg: dict) -> bytes:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-    return order.fullchain_pem.encode()
+    return order.fullchain_pem.encode(), account.uri
 
 
 def new_order(acme, csr_pem: bytes, profile: str | None):
@@ -253,14 +254,14 @@ def run(cfg: dict, force: bool = False) -> bool:
     log(f"requesting a certificate for {', '.join(cfg['names'])} from {cfg['directory']}: {reason}")
     wait_for_names(cfg["names"], cfg["wait_dns"])
     try:
-        chain = issue(cfg)
+        chain, account = issue(cfg)
     except AcmeFailure:
         raise
     except Exception as e:  # noqa: BLE001 - network, protocol, CA errors: one clear line, old cert stays
         raise AcmeFailure(f"{type(e).__name__}: {e}") from None
     leaf = check_chain(cfg, chain)
     write_atomic(cfg["cert"], chain, 0o644)
-    state = {"directory": cfg["directory"], "serial": format(leaf.serial_number, "x"),
+    state = {"directory": cfg["directory"], "account": account, "serial": format(leaf.serial_number, "x"),
              "names": cfg["names"], "not_after": renewal.not_after(leaf).isoformat(),
              "issued_at": dt.datetime.now(dt.timezone.utc).isoformat()}
     write_atomic(cfg["state"], json.dumps(state, indent=1).encode(), 0o600)

@@ -142,7 +142,7 @@ def test_a_chain_for_another_key_is_not_installed(tmp_path, key, monkeypatch):
     cfg = _host(tmp_path, key)
     monkeypatch.setattr(client, "wait_for_names", lambda names, timeout: None)
     wrong = make_cert(ec.generate_private_key(ec.SECP256R1()), NAMES)
-    monkeypatch.setattr(client, "issue", lambda cfg: wrong.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.setattr(client, "issue", lambda cfg: (wrong.public_bytes(serialization.Encoding.PEM), "acct"))
     with pytest.raises(client.AcmeFailure, match="another key"):
         client.run(cfg)
     assert not (tmp_path / "fullchain.pem").exists()
@@ -154,10 +154,11 @@ def test_a_new_chain_is_installed_with_its_state_and_renew_now_is_consumed(tmp_p
     (tmp_path / "renew-now").touch()
     new = make_cert(key, NAMES, serial=2)
     monkeypatch.setattr(client, "wait_for_names", lambda names, timeout: None)
-    monkeypatch.setattr(client, "issue", lambda cfg: new.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.setattr(client, "issue", lambda cfg: (new.public_bytes(serialization.Encoding.PEM), "https://ca/acct/1"))
     assert client.run(cfg) is True  # not due, but renew-now forces it
     assert x509.load_pem_x509_certificate((tmp_path / "fullchain.pem").read_bytes()).serial_number == 2
-    assert json.loads((tmp_path / "state.json").read_text())["serial"] == "2"
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["serial"] == "2" and state["account"] == "https://ca/acct/1"
     assert not (tmp_path / "renew-now").exists()
     monkeypatch.setattr(client, "fetch_directory", lambda cfg: {})
     assert client.due(cfg, now=NOW) is None  # the new certificate is current and from this setup
