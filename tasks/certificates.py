@@ -31,8 +31,10 @@ from pyinfra.operations import apt, files, server, systemd
 
 from mailstead import acme_keys
 from mailstead.acme.renewal import cert_names
+from mailstead.dns.providers import read_secret
 from mailstead.secrets import project_path
-from tasks.common import DAEMON_RELOAD, checked_file, dry_run, mark_pending, run_pending, would_create
+from tasks.common import (DAEMON_RELOAD, absent_file, checked_file, dry_run, mark_pending, run_pending,
+                          would_create)
 from tasks.tls import CERT_PATH, CERT_USERS, KEY_PATH, TLS_GROUP
 
 LIB_DIR = "/usr/local/lib/mailstead"
@@ -42,6 +44,12 @@ ACCOUNT_KEY = f"{STATE_DIR}/account.key"
 STATE_FILE = f"{STATE_DIR}/state.json"
 RENEW_NOW = f"{STATE_DIR}/renew-now"
 CA_BUNDLE = "/etc/mailstead/acme-ca.pem"
+DNS_SECRET = "/etc/mailstead/acme-dns.secret"  # dns-01: the DNS provider's credential, root only
+# dns-01: the DNS provider adapters and what they import (no pydantic, no pyinfra), copied next to the client
+DNS01_MODULES = ("__init__.py", "secrets.py", "urls.py", "dkim.py", "pki.py", "policies.py", "dns/__init__.py",
+                 "dns/plan.py", "dns/records.py", "dns/providers/__init__.py", "dns/providers/base.py",
+                 "dns/providers/powerdns.py", "dns/providers/rfc2136.py", "dns/providers/hetzner.py",
+                 "dns/providers/cloudflare.py", "dns/providers/desec.py")
 WEBROOT = "/var/www/acme"  # nginx serves /.well-known/acme-challenge/ from here on port 80
 SERVICE = "mailstead-acme"
 RANDOM_DELAY = "4h"
@@ -63,8 +71,24 @@ class AcmeDue(FactBase):
         return "\n".join(output).strip().splitlines()[-1] if output else "due: no answer"
 
 
+def zone_of(name: str, env) -> str:
+    """The zone that holds ``name``'s _acme-challenge record: dns.zone if set, else the longest mail domain
+    it is under, else its parent domain."""
+    if env.dns.zone:
+        return env.dns.zone.rstrip(".").lower()
+    under = [d for d in env.domains if name == d or name.endswith("." + d)]
+    return max(under, key=len) if under else name.split(".", 1)[1]
+
+
 def client_config(settings, env) -> dict:
     """The host's /etc/mailstead/acme.json."""
+    names = cert_names(settings.fqdn, env.domains)
+    dns = None
+    if settings.tls.acme_challenge == "dns-01":
+        d = env.dns
+        dns = {"provider": d.provider, "api_url": d.api_url, "server_id": d.server_id, "server": d.server,
+               "port": d.port, "tsig_key_name": d.tsig_key_name, "tsig_algorithm": d.tsig_algorithm,
+               "secret_file": DNS_SECRET, "secret_env": None, "zones": {n: zone_of(n, env) for n in names}}
     return {
         "directory": settings.tls.acme_directory,
         "ca_bundle": CA_BUNDLE if settings.tls.acme_ca_bundle else None,
@@ -72,7 +96,8 @@ def client_config(settings, env) -> dict:
         "profile": settings.tls.acme_profile,
         "challenge": settings.tls.acme_challenge,
         "webroot": WEBROOT,
-        "names": cert_names(settings.fqdn, env.domains),
+        "names": names,
+        "dns": dns,
         "account_key": ACCOUNT_KEY,
         "cert_key": KEY_PATH,
         "cert": CERT_PATH,
@@ -83,13 +108,17 @@ def client_config(settings, env) -> dict:
     }
 
 
-def _client_files() -> dict[str, bytes]:
-    """The client package as the host gets it: mailstead/__init__.py (empty) + mailstead/acme/*.py."""
-    pkg = resources.files("mailstead.acme")
-    out = {"mailstead/__init__.py": b'"""Only the host-side ACME client of mailstead (mailstead/acme)."""\n'}
-    for f in sorted(pkg.iterdir(), key=lambda p: p.name):
+def _client_files(dns01: bool) -> dict[str, bytes]:
+    """The client package as the host gets it: mailstead/__init__.py + mailstead/acme/*.py, and for dns-01
+    the DNS provider adapters with the modules they import."""
+    pkg = resources.files("mailstead")
+    out = {"mailstead/__init__.py": pkg.joinpath("__init__.py").read_bytes()}
+    for f in sorted(pkg.joinpath("acme").iterdir(), key=lambda p: p.name):
         if f.name.endswith(".py"):
             out[f"mailstead/acme/{f.name}"] = f.read_bytes()
+    if dns01:
+        for rel in DNS01_MODULES:
+            out[f"mailstead/{rel}"] = pkg.joinpath(rel).read_bytes()
     return out
 
 
@@ -99,14 +128,18 @@ def deploy(settings, env, results) -> None:
     what the client must get to ``results.acme_changed`` (tasks.certificate_issue runs the client on them)."""
     if settings.tls.mode != "acme":
         return
-    packages = apt.packages(name="ACME client: python3-acme, python3-cryptography",
-                            packages=["python3-acme", "python3-cryptography", "openssl"], no_recommends=True)
+    dns01 = settings.tls.acme_challenge == "dns-01"
+    apt.packages(name="ACME client: python3-acme, python3-cryptography",
+                 packages=["python3-acme", "python3-cryptography", "openssl",
+                           *(["python3-requests", "python3-dnspython"] if dns01 else [])], no_recommends=True)
+    client_files = _client_files(dns01)
+    dirs = sorted({f"{LIB_DIR}/{rel}".rsplit("/", 1)[0] for rel in client_files})
     for d, mode in ((STATE_DIR, "700"), (WEBROOT, "755"), (f"{WEBROOT}/.well-known", "755"),
-                    (f"{WEBROOT}/.well-known/acme-challenge", "755"), (LIB_DIR, "755"), (f"{LIB_DIR}/mailstead", "755"),
-                    (f"{LIB_DIR}/mailstead/acme", "755")):
+                    (f"{WEBROOT}/.well-known/acme-challenge", "755"), (LIB_DIR, "755"), *((d, "755") for d in dirs)):
         files.directory(name=f"ACME: {d}", path=d, user="root", group="root", mode=mode)
-    code = [checked_file(name=f"ACME client: {LIB_DIR}/{rel}", dest=f"{LIB_DIR}/{rel}", content=data, mode="644",
-                         secret=False) for rel, data in _client_files().items()]
+    for rel, data in client_files.items():
+        checked_file(name=f"ACME client: {LIB_DIR}/{rel}", dest=f"{LIB_DIR}/{rel}", content=data, mode="644",
+                     secret=False)
 
     ops: list = []
     dry = dry_run()
@@ -132,6 +165,11 @@ def deploy(settings, env, results) -> None:
                           f"mv -f {CERT_PATH}.placeholder {CERT_PATH}"])
             mark_pending(list(CERT_USERS), ops=[placeholder])
             ops.append(placeholder)
+    if dns01:  # the provider's credential on the host, root only (never printed: secret=True)
+        changed.append(checked_file(name="ACME dns-01: DNS provider credential", dest=DNS_SECRET, mode="600",
+                                    content=read_secret(env.dns, env.secrets_dir), secret=True))
+    else:
+        absent_file(name="ACME dns-01: no DNS provider credential on the host", path=DNS_SECRET)
     if settings.tls.acme_ca_bundle:
         changed.append(checked_file(name="ACME CA bundle", dest=CA_BUNDLE, secret=False, mode="644",
                                     content=project_path(settings.tls.acme_ca_bundle).read_bytes()))

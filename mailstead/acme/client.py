@@ -32,7 +32,7 @@ import ssl
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from mailstead.acme import renewal
+from mailstead.acme import dns01, renewal
 
 USER_AGENT = "mailstead-acme"
 
@@ -180,21 +180,31 @@ def issue(cfg: dict) -> tuple[bytes, str]:
     with open(cfg["cert_key"], "rb") as f:
         csr = crypto_util.make_csr(f.read(), cfg["names"])
     order = new_order(acme, csr, cfg.get("profile"))
+    challenge = cfg.get("challenge", "http-01")
     webroot = os.path.join(cfg["webroot"], ".well-known", "acme-challenge")
-    os.makedirs(webroot, mode=0o755, exist_ok=True)
-    written = []
+    written, published = [], {}
     try:
+        answers = []
         for authz in order.authorizations:
             if authz.body.status == messages.STATUS_VALID:
                 continue
             name = authz.body.identifier.value
-            challb = next((c for c in authz.body.challenges if c.chall.typ == "http-01"), None)
+            challb = next((c for c in authz.body.challenges if c.chall.typ == challenge), None)
             if challb is None:
-                raise AcmeFailure(f"the CA offers no http-01 challenge for {name}")
+                raise AcmeFailure(f"the CA offers no {challenge} challenge for {name}")
             response, validation = challb.response_and_validation(jwk)
-            path = os.path.join(webroot, challb.chall.encode("token"))
-            write_atomic(path, validation.encode(), 0o644)
-            written.append(path)
+            if challenge == "http-01":
+                os.makedirs(webroot, mode=0o755, exist_ok=True)
+                path = os.path.join(webroot, challb.chall.encode("token"))
+                write_atomic(path, validation.encode(), 0o644)
+                written.append(path)
+            else:
+                published[name] = validation
+            answers.append((challb, response))
+        if published:
+            dns01.publish(cfg, published, log)
+            dns01.wait_visible(published, cfg.get("dns_wait", 120), log)
+        for challb, response in answers:
             acme.answer_challenge(challb, response)
         deadline = dt.datetime.now() + dt.timedelta(seconds=cfg.get("timeout", 180))
         try:
@@ -209,6 +219,11 @@ def issue(cfg: dict) -> tuple[bytes, str]:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+        if published:
+            try:
+                dns01.remove(cfg, published, log)
+            except Exception as e:  # noqa: BLE001 - a leftover TXT record is harmless; say so
+                log(f"dns-01: could not remove the challenge records ({type(e).__name__}: {e})")
     return order.fullchain_pem.encode(), account.uri
 
 
@@ -252,7 +267,8 @@ def run(cfg: dict, force: bool = False) -> bool:
             f"expires {renewal.not_after(old).isoformat()}")
         return False
     log(f"requesting a certificate for {', '.join(cfg['names'])} from {cfg['directory']}: {reason}")
-    wait_for_names(cfg["names"], cfg["wait_dns"])
+    if cfg.get("challenge", "http-01") == "http-01":
+        wait_for_names(cfg["names"], cfg["wait_dns"])
     try:
         chain, account = issue(cfg)
     except AcmeFailure:

@@ -71,9 +71,13 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
         what = ("tls.mode = 'lab' gives it a certificate from a private CA" if s.tls.mode == "lab" else
                 "its ACME CA is not a public one (Let's Encrypt staging, or a private CA in tls.acme_ca_bundle)")
         issues.append(("tls.mode", f"mta_sts_mode = 'enforce' needs a publicly trusted certificate, but {what}: "
-                                   "senders that honour MTA-STS would refuse to deliver. Write tls = {'mode': "
+                                   "senders that honour MTA-STS would refuse to deliver; write tls = {'mode': "
                                    "'acme'} (Let's Encrypt production), or mta_sts_mode = 'testing' until the "
                                    "host has a trusted certificate"))
+    if s.tls.mode == "acme" and s.tls.acme_challenge == "dns-01" and s.dns.provider == "none":
+        issues.append(("tls.acme_challenge", "'dns-01' publishes the challenge through the DNS provider, but "
+                                             "dns = {'provider': 'none'}; configure dns (e.g. {'provider': "
+                                             "'powerdns', ...}) or write tls = {'acme_challenge': 'http-01'}"))
     if s.is_spamtrap and s.spamtrap_position is None:
         issues.append(("spamtrap_position", "a spamtraps host needs a position; write spamtrap_position = 'first' "
                                             "(MX 10, rejects connections) or 'last' (MX 30, defers) in its host data"))

@@ -237,9 +237,10 @@ class Tls(_Model):
     acme_profile: AcmeProfile | None = None
     """ACME certificate profile to ask for (e.g. 'tlsserver', Let's Encrypt's 45-day profile); None = the CA's
     default."""
-    acme_challenge: Literal["http-01"] = "http-01"
+    acme_challenge: Literal["http-01", "dns-01"] = "http-01"
     """How the CA checks the names: 'http-01' = a file served by nginx on port 80 (port 80 must be reachable
-    from the internet). DNS-01 is not available in this version."""
+    from the internet); 'dns-01' = TXT records published through the environment's DNS provider (`dns`), for
+    hosts without port 80 — the provider's credential is then installed on the host (root only)."""
     trusted_by_senders: StrictBool = False
     """The certificates' CA is trusted by every sender and client that matters although it is not a public CA
     (a private CA, or an ACME CA given with acme_ca_bundle): true only in a closed test network such as the

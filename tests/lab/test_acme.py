@@ -9,7 +9,8 @@ One module, in this order (each step builds on the one before, to keep `make tes
      and right after; with pebble stopped the run fails with one clear journal line and the old certificate
      keeps serving; with pebble back (a new root: pebble forgets everything) the next run succeeds, with the
      same account key and certificate key;
-  4. a host that lost its ACME files (what a rebuild does to them) and is deployed again finds its ACME account
+  4. DNS-01 through the PowerDNS adapter (the production host switched to it for one run, then back);
+  5. a host that lost its ACME files (what a rebuild does to them) and is deployed again finds its ACME account
      again (no new registration) and keeps its certificate key.
 """
 
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import env_host, find_in_maildir, pebble_root, probe_tls, run_deploy, swaks, tls_listeners, token
+from helpers import (drive, env_host, find_in_maildir, pebble_root, probe_tls, run_deploy, run_tasks, swaks,
+                     tls_listeners, token)
 from mailstead import acme_keys
 
 ACME_SERVICE = "mailstead-acme.service"
@@ -134,6 +136,44 @@ def test_forced_renewal_then_a_failing_ca_then_recovery(lab, deployed, status, p
     assert lab.exec(host, "sha256sum", KEY).stdout.split()[0] == key_before  # DANE: the key stays
     assert lab.exec(host, "sha256sum", "/var/lib/mailstead/acme/account.key").stdout.split()[0] == account_before
     assert lab.exec(host, "test", "-e", RENEW_NOW, check=False).returncode != 0
+
+
+DNS01_BODY = """
+from pyinfra.operations import server
+from tasks import certificate_issue, certificates
+settings = settings.model_copy(update={"tls": settings.tls.model_copy(update={"acme_challenge": "%s"})})
+certificates.deploy(settings, env, results)
+if %r:
+    server.shell(name="renew at the next run", commands=["touch /var/lib/mailstead/acme/renew-now"])
+    certificate_issue.deploy(settings, env, results)
+"""
+
+
+def test_dns_01_through_the_powerdns_adapter(lab, deployed, status, prod, listeners, tmp_path):
+    """tls.acme_challenge = 'dns-01' on the production host (the real tasks with that one setting changed):
+    the host gets the lab PowerDNS credential (root only) and the provider adapters, and its client proves the
+    names with _acme-challenge TXT records through mailstead's PowerDNS adapter; pebble validates them over
+    lab DNS, every listener gets the new certificate, the TXT records are gone afterwards. Then back to
+    http-01 (the credential leaves the host)."""
+    host = prod["short"]
+    since = lab.exec(host, "date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
+    old = json.loads(lab.exec(host, "cat", "/var/lib/mailstead/acme/state.json").stdout)["serial"]
+    try:
+        run = run_tasks(tmp_path, prod["name"], DNS01_BODY % ("dns-01", True))
+        assert run.returncode == 0, run.stderr[-4000:]
+        assert lab.exec(host, "stat", "-c", "%a %U", "/etc/mailstead/acme-dns.secret").stdout.split() == ["600", "root"]
+        journal = lab.exec(host, "journalctl", "-u", ACME_SERVICE, "--since", since, "--no-pager", "-o", "cat").stdout
+        assert "dns-01: published 2 TXT record(s) in production.test through powerdns" in journal, journal
+        assert "dns-01: removed 2 TXT record(s)" in journal and "installed certificate" in journal, journal
+        root = pebble_root(lab, status, tmp_path / "pebble-root.pem")
+        new = assert_all_verified(probe_tls(lab, prod["ipv4"], root, listeners), prod["name"])
+        assert new != old
+        left = drive(lab, resolve=[[f"_acme-challenge.{n}", "TXT"] for n in (prod["name"], "mta-sts.production.test")])
+        assert not any(left["answers"].values()), left
+    finally:
+        back = run_tasks(tmp_path, prod["name"], DNS01_BODY % ("http-01", False))
+        assert back.returncode == 0, back.stderr[-4000:]
+    assert lab.exec(host, "test", "-e", "/etc/mailstead/acme-dns.secret", check=False).returncode != 0
 
 
 def test_a_host_without_its_acme_files_gets_the_same_account_and_key_back(lab, deployed, status, prod, listeners,

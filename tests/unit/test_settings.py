@@ -73,8 +73,12 @@ CASES = [
     ("private-acme-ca-with-mta-sts-enforce", lambda p: p.append(
         "all.py", 'tls = {"acme_directory": "https://ca.example.org/dir", "acme_ca_bundle": "ca.pem"}'),
      ["group_data/all.py", "tls.mode", "needs a publicly trusted certificate", "tls.acme_ca_bundle"]),
-    ("acme-dns-01-not-yet", lambda p: p.append("all.py", 'tls = {"acme_challenge": "dns-01"}'),
-     ["group_data/all.py", "tls.acme_challenge", "'dns-01'"]),
+    ("acme-dns-01-without-provider", lambda p: p.append(
+        "all.py", 'dns = {"provider": "none"}\ntls = {"acme_challenge": "dns-01"}'),
+     ["group_data/all.py", "tls.acme_challenge", "'dns-01' publishes the challenge through the DNS provider",
+      "or write tls = {'acme_challenge': 'http-01'}"]),
+    ("acme-challenge-unknown", lambda p: p.append("all.py", 'tls = {"acme_challenge": "tls-alpn-01"}'),
+     ["group_data/all.py", "tls.acme_challenge", "'tls-alpn-01'"]),
     ("trusted-by-senders-not-bool", lambda p: p.append("all.py", 'tls = {"trusted_by_senders": "yes"}'),
      ["group_data/all.py", "tls.trusted_by_senders", "'yes'"]),
     ("missing-environment", lambda p: p.files.update(
