@@ -163,8 +163,8 @@ def test_dns_01_through_the_powerdns_adapter(lab, deployed, status, prod, listen
         assert run.returncode == 0, run.stderr[-4000:]
         assert lab.exec(host, "stat", "-c", "%a %U", "/etc/mailstead/acme-dns.secret").stdout.split() == ["600", "root"]
         journal = lab.exec(host, "journalctl", "-u", ACME_SERVICE, "--since", since, "--no-pager", "-o", "cat").stdout
-        assert "dns-01: published 2 TXT record(s) in production.test through powerdns" in journal, journal
-        assert "dns-01: removed 2 TXT record(s)" in journal and "installed certificate" in journal, journal
+        assert "dns-01: published 3 TXT record(s) in production.test through powerdns" in journal, journal
+        assert "dns-01: removed 3 TXT record(s)" in journal and "installed certificate" in journal, journal
         root = pebble_root(lab, status, tmp_path / "pebble-root.pem")
         new = assert_all_verified(probe_tls(lab, prod["ipv4"], root, listeners), prod["name"])
         assert new != old

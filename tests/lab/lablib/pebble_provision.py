@@ -65,7 +65,9 @@ files = [
         "# Written by the mailstead lab (tests/lab/lablib/pebble_provision.py): the lab's ACME CA.",
         "[Unit]", "Description=pebble ACME test CA (mailstead lab)", "After=network.target", "",
         "[Service]",
-        "Environment=PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0",
+        # no random badNonce, no validation delay, and no reuse of valid authorizations (pebble reuses them
+        # half of the time by default): every order proves every name, so tests see each challenge done
+        "Environment=PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0",
         f"ExecStart=/usr/bin/pebble -config /etc/pebble/pebble.json -dnsserver {cfg['dns_server']}",
         "Restart=on-failure", "",
         "[Install]", "WantedBy=multi-user.target", "",
