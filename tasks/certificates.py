@@ -46,7 +46,7 @@ RENEW_NOW = f"{STATE_DIR}/renew-now"
 CA_BUNDLE = "/etc/mailstead/acme-ca.pem"
 DNS_SECRET = "/etc/mailstead/acme-dns.secret"  # dns-01: the DNS provider's credential, root only
 # dns-01: the DNS provider adapters and what they import (no pydantic, no pyinfra), copied next to the client
-DNS01_MODULES = ("__init__.py", "secrets.py", "urls.py", "dkim.py", "pki.py", "policies.py", "dns/__init__.py",
+DNS01_MODULES = ("__init__.py", "acme_keys.py", "secrets.py", "urls.py", "dkim.py", "pki.py", "policies.py", "dns/__init__.py",
                  "dns/plan.py", "dns/records.py", "dns/providers/__init__.py", "dns/providers/base.py",
                  "dns/providers/powerdns.py", "dns/providers/rfc2136.py", "dns/providers/hetzner.py",
                  "dns/providers/cloudflare.py", "dns/providers/desec.py")
