@@ -194,3 +194,65 @@ def test_the_host_identity_is_made_once_in_secrets_and_a_dry_run_writes_nothing(
     spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     import hashlib
     assert acme_keys.cert_key_spki_sha256(tmp_path, "mail.example.org") == hashlib.sha256(spki).hexdigest()
+
+
+class FakeProvider:
+    """Records what the DNS-01 code asks a provider adapter to do (the adapters' own tests cover the wire)."""
+
+    name = "fake"
+
+    def __init__(self, held=None):
+        from mailstead.dns.records import Record
+
+        self.held = {k: Record.make(k[0], "TXT", 60, v) for k, v in (held or {}).items()}
+        self.applied = []
+
+    def list_records(self, zone, wanted=None):
+        return [r for k, r in self.held.items() if wanted is None or k in wanted]
+
+    def apply(self, zone, changes):
+        from mailstead.dns.records import Record
+
+        self.applied.append((zone, [(c.action, c.name, c.new, c.old) for c in changes]))
+        for c in changes:
+            if c.new:
+                self.held[(c.name, "TXT")] = Record.make(c.name, "TXT", 60, c.new)
+            else:
+                self.held.pop((c.name, "TXT"), None)
+
+
+def test_dns_01_adds_the_challenge_next_to_foreign_values_and_removes_only_its_own(monkeypatch):
+    from mailstead.acme import dns01
+
+    foreign = '"left by someone else"'
+    fake = FakeProvider({("_acme-challenge.mta-sts.example.org", "TXT"): [foreign]})
+    zones = {n: "example.org" for n in NAMES}
+    monkeypatch.setattr(dns01, "provider", lambda cfg: (fake, zones))
+    values = {"mail.example.org": "abc", "mta-sts.example.org": "def"}
+    said = []
+    dns01.publish({}, values, said.append)
+    ((zone, changes),) = fake.applied
+    assert zone == "example.org"
+    assert sorted(changes) == [("add", "_acme-challenge.mail.example.org", ('"abc"',), ()),
+                               ("change", "_acme-challenge.mta-sts.example.org", ('"def"', foreign), (foreign,))]
+    fake.applied.clear()
+    dns01.remove({}, values, said.append)
+    ((_, changes),) = fake.applied
+    assert sorted(changes) == [("change", "_acme-challenge.mta-sts.example.org", (foreign,), ('"def"', foreign)),
+                               ("delete", "_acme-challenge.mail.example.org", (), ('"abc"',))]
+    assert said == ["dns-01: published 2 TXT record(s) in example.org through fake",
+                    "dns-01: removed 2 TXT record(s) in example.org through fake"]
+
+
+def test_dns_01_zone_of_each_name():
+    from tasks.certificates import zone_of
+
+    from dns_helpers import make_env
+
+    env = make_env(domains=["example.org", "mail.example.net"])
+    assert zone_of("mta-sts.mail.example.net", env) == "mail.example.net"
+    assert zone_of("mail.example.org", env) == "example.org"
+    assert zone_of("mx.elsewhere.example", env) == "elsewhere.example"
+    pinned = make_env(dns={"provider": "powerdns", "api_url": "https://ns.example.org", "zone": "Example.ORG.",
+                           "secret_file": "pdns-key"})
+    assert zone_of("mail.example.org", pinned) == "example.org"
