@@ -143,7 +143,7 @@ def deploy(settings, env, results) -> None:
 
     ops: list = []
     dry = dry_run()
-    ident = acme_keys.identity(settings.secrets_dir, settings.fqdn, write=not dry)
+    ident = acme_keys.identity(env.secrets_dir, settings.fqdn, write=not dry)
     changed = []
     if dry and ident.created:
         for what in ident.created:

@@ -1,4 +1,4 @@
-"""Cross-field checks of one host's settings (values that are fine alone but not together)."""
+"""Cross-field checks of one host's settings and of one environment's (values that are fine alone but not together)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from mailstead.settings.errors import _show
 from mailstead.settings.fields import ROLES, _Bad, _ip_literal, _plain
 from mailstead.settings.models import DNS_REQUIRED
 
-if TYPE_CHECKING:  # annotations only: host.py runs these checks
+if TYPE_CHECKING:  # annotations only: host.py and environment.py run these checks
+    from mailstead.settings.environment import EnvironmentSettings
     from mailstead.settings.host import Settings
 
 
@@ -47,7 +48,6 @@ def _ip_check(value: Any, family: int) -> Any:
 def semantic_issues(s: Settings) -> list[tuple[str, str]]:
     """Cross-field problems of one host's settings: [(field path, message)]."""
     issues: list[tuple[str, str]] = []
-    domains = set(s.domains)
     groups = set(s.groups)
 
     # roles and environment (only meaningful when built with the host's groups)
@@ -66,18 +66,6 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
         if len(s.roles) > 1:
             issues.append(("roles", "the host is in both mailservers and spamtraps; "
                                     "put it in one of the two groups in inventory.py"))
-    if (s.is_mailserver and s.mta_sts_mode == "enforce" and not s.tls.publicly_trusted
-            and not s.tls.trusted_by_senders):
-        what = ("tls.mode = 'lab' gives it a certificate from a private CA" if s.tls.mode == "lab" else
-                "its ACME CA is not a public one (Let's Encrypt staging, or a private CA in tls.acme_ca_bundle)")
-        issues.append(("tls.mode", f"mta_sts_mode = 'enforce' needs a publicly trusted certificate, but {what}: "
-                                   "senders that honour MTA-STS would refuse to deliver; write tls = {'mode': "
-                                   "'acme'} (Let's Encrypt production), or mta_sts_mode = 'testing' until the "
-                                   "host has a trusted certificate"))
-    if s.tls.mode == "acme" and s.tls.acme_challenge == "dns-01" and s.dns.provider == "none":
-        issues.append(("tls.acme_challenge", "'dns-01' publishes the challenge through the DNS provider, but "
-                                             "dns = {'provider': 'none'}; configure dns (e.g. {'provider': "
-                                             "'powerdns', ...}) or write tls = {'acme_challenge': 'http-01'}"))
     if s.is_spamtrap and s.spamtrap_position is None:
         issues.append(("spamtrap_position", "a spamtraps host needs a position; write spamtrap_position = 'first' "
                                             "(MX 10, rejects connections) or 'last' (MX 30, defers) in its host data"))
@@ -87,6 +75,14 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
     if s.roles and s.ipv4 is None and s.ipv6 is None:
         issues.append(("ipv4", "the host has no address for its A/AAAA records; write ipv4 = '198.51.100.10' "
                                "(and/or ipv6) in its host data in inventory.py"))
+
+    return issues
+
+
+def environment_semantic_issues(s: EnvironmentSettings) -> list[tuple[str, str]]:
+    """Cross-field problems of one environment's settings: [(field path, message)]."""
+    issues: list[tuple[str, str]] = []
+    domains = set(s.domains)
 
     # users
     seen: dict[str, str] = {}
@@ -138,7 +134,8 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
     if s.users and adom in domains and s.admin_email not in seen and s.admin_email not in s.aliases:
         issues.append(("admin_email", f"{s.admin_email!r} is a local address that is neither a mailbox nor an "
                                       "alias, so reports to it would bounce; add a user or an alias for it"))
-    for name, value in (("tls_rpt_email", s.tls_rpt_email), ("tls.acme_email", s.tls.acme_email)):
+    contacts = [("tls_rpt_email", s.tls_rpt_email)] + [("tls.acme_email", h.tls.acme_email) for h in s.hosts]
+    for name, value in dict.fromkeys(contacts):
         if value and value != s.admin_email:
             d = value.rsplit("@", 1)[1]
             if s.users and d in domains and value not in seen and value not in s.aliases:
@@ -165,7 +162,23 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
             if d != s.dns.zone and not d.endswith("." + s.dns.zone):
                 issues.append(("dns.zone", f"domain {d!r} is not inside zone {s.dns.zone!r}; remove zone "
                                            "(each domain is then its own zone) or fix it"))
-    return issues
+    # certificates of the mail hosts against the environment's MTA-STS mode and DNS provider
+    for h in s.hosts:
+        if not h.is_mailserver:
+            continue
+        if s.mta_sts_mode == "enforce" and not h.tls.publicly_trusted and not h.tls.trusted_by_senders:
+            what = ("tls.mode = 'lab' gives it a certificate from a private CA" if h.tls.mode == "lab" else
+                    "its ACME CA is not a public one (Let's Encrypt staging, or a private CA in tls.acme_ca_bundle)")
+            issues.append(("tls.mode", f"mta_sts_mode = 'enforce' needs a publicly trusted certificate, "
+                                       f"but {what}: senders that honour MTA-STS would refuse to deliver; "
+                                       "write tls = {'mode': 'acme'} (Let's Encrypt production), or mta_sts_mode = "
+                                       "'testing' until the host has a trusted certificate"))
+        if h.tls.mode == "acme" and h.tls.acme_challenge == "dns-01" and s.dns.provider == "none":
+            issues.append(("tls.acme_challenge", "'dns-01' publishes the challenge through the DNS "
+                                                 "provider, but dns = {'provider': 'none'}; configure dns (e.g. "
+                                                 "{'provider': 'powerdns', ...}) or write tls = {'acme_challenge': "
+                                                 "'http-01'}"))
+    return list(dict.fromkeys(issues))
 
 
 def ssh_lockout_issues(s: Settings, data: Mapping[str, Any]) -> list[tuple[str, str]]:
