@@ -23,14 +23,19 @@ import datetime as dt
 import json
 import os
 import socket
+import ssl
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-import ssl
 
+import josepy as jose
+from acme import client as acme_client
+from acme import crypto_util, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailstead.acme import dns01, renewal
 
@@ -155,18 +160,14 @@ def wait_for_names(names, timeout: float) -> None:
 def issue(cfg: dict) -> tuple[bytes, str]:
     """Order, validate and download a certificate for cfg['names'] with the certificate key: the full chain
     and the account's URL."""
-    import josepy as jose
-    from acme import client, crypto_util, errors, messages
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     with open(cfg["account_key"], "rb") as f:
         account_key = serialization.load_pem_private_key(f.read(), password=None)
     if not isinstance(account_key, rsa.RSAPrivateKey):
         raise AcmeFailure("the account key must be an RSA key")
     jwk = jose.JWKRSA(key=account_key)
-    net = client.ClientNetwork(jwk, user_agent=USER_AGENT, verify_ssl=cfg.get("ca_bundle") or True)
-    directory = client.ClientV2.get_directory(cfg["directory"], net)
-    acme = client.ClientV2(directory, net)
+    net = acme_client.ClientNetwork(jwk, user_agent=USER_AGENT, verify_ssl=cfg.get("ca_bundle") or True)
+    directory = acme_client.ClientV2.get_directory(cfg["directory"], net)
+    acme = acme_client.ClientV2(directory, net)
     registration = messages.NewRegistration.from_data(email=cfg["contact"], terms_of_service_agreed=True)
     try:
         account = acme.new_account(registration)
@@ -243,8 +244,6 @@ def check_chain(cfg: dict, chain: bytes) -> x509.Certificate:
 
 
 def reload_daemons(cfg: dict) -> list[str]:
-    import subprocess
-
     failed = []
     for argv in cfg["reload"]:
         p = subprocess.run(argv, capture_output=True, text=True)

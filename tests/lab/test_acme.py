@@ -48,7 +48,7 @@ def assert_all_verified(results, host_name, serial=None) -> str:
     serials = {r["serial"] for r in results}
     assert len(serials) == 1, f"listeners disagree on the certificate: {results}"
     for r in results:
-        assert host_name in r["sans"] and f"mta-sts.production.test" in r["sans"], r
+        assert host_name in r["sans"] and "mta-sts.production.test" in r["sans"], r
     (got,) = serials
     if serial is not None:
         assert got == serial, results
