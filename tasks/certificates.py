@@ -1,5 +1,5 @@
-"""Certificates from an ACME CA (``tls.mode = 'acme'``, Let's Encrypt by default): installed by the TLS stage,
-issued and renewed on the host by mailstead's own ACME client (``mailstead/acme``).
+"""Certificates from an ACME CA (``tls.mode = 'acme'``, Let's Encrypt by default): issued and renewed on the
+host by mailstead's own ACME client (``mailstead/acme``), which this stage installs.
 
 Two stages, because the first certificate needs things later stages make (nginx on port 80, the host's names
 in DNS):
@@ -12,7 +12,9 @@ in DNS):
   - a short-lived self-signed placeholder at CERT_PATH when there is no certificate yet, so the daemons start
     (replaced by the CA's certificate at the end of the same deploy);
   - /etc/mailstead/acme.json (directory, contact, names, profile, webroot, what to reload) and the
-    mailstead-acme.service / .timer (twice a day, random delay).
+    mailstead-acme.service / .timer (twice a day, random delay);
+  - dns-01 (``tls.acme_challenge``): also the DNS provider adapters (DNS01_MODULES) and the provider's
+    credential (/etc/mailstead/acme-dns.secret, 0600 root; removed again with http-01).
 ``tasks.certificate_issue``, the last stage, after DNS published the host's names: runs the client
   once when the host has no certificate from this CA, its names or key changed, or it is due (the ``AcmeDue``
   fact asks the client itself, ARI included). Nothing due: no operation, so a second deploy changes nothing.
@@ -46,8 +48,9 @@ RENEW_NOW = f"{STATE_DIR}/renew-now"
 CA_BUNDLE = "/etc/mailstead/acme-ca.pem"
 DNS_SECRET = "/etc/mailstead/acme-dns.secret"  # dns-01: the DNS provider's credential, root only
 # dns-01: the DNS provider adapters and what they import (no pydantic, no pyinfra), copied next to the client
-DNS01_MODULES = ("__init__.py", "acme_keys.py", "secrets.py", "urls.py", "dkim.py", "pki.py", "policies.py", "dns/__init__.py",
-                 "dns/plan.py", "dns/records.py", "dns/providers/__init__.py", "dns/providers/base.py",
+DNS01_MODULES = ("__init__.py", "acme_keys.py", "secrets.py", "urls.py", "dkim.py", "pki.py", "policies.py",
+                 "dns/__init__.py", "dns/plan.py", "dns/records.py", "dns/providers/__init__.py",
+                 "dns/providers/base.py",
                  "dns/providers/powerdns.py", "dns/providers/rfc2136.py", "dns/providers/hetzner.py",
                  "dns/providers/cloudflare.py", "dns/providers/desec.py")
 WEBROOT = "/var/www/acme"  # nginx serves /.well-known/acme-challenge/ from here on port 80

@@ -121,7 +121,7 @@ def _host(tmp_path, key, cert=None, state=None):
 
 def test_a_failed_renewal_keeps_the_old_certificate_and_says_why_in_one_line(tmp_path, key, monkeypatch, capsys):
     old = make_cert(key, NAMES, days=90, start=NOW - dt.timedelta(days=80))
-    cfg = _host(tmp_path, key, old, {"directory": "https://acme.example.org/dir", "serial": format(old.serial_number, "x")})
+    cfg = _host(tmp_path, key, old, {"directory": cfg_dir(), "serial": format(old.serial_number, "x")})
     before = (tmp_path / "fullchain.pem").read_bytes()
     monkeypatch.setattr(client, "wait_for_names", lambda names, timeout: None)
     monkeypatch.setattr(client, "fetch_directory", lambda cfg: {})  # no ARI: the one-third rule says due
@@ -256,3 +256,26 @@ def test_dns_01_zone_of_each_name():
     pinned = make_env(dns={"provider": "powerdns", "api_url": "https://ns.example.org", "zone": "Example.ORG.",
                            "secret_file": "pdns-key"})
     assert zone_of("mail.example.org", pinned) == "example.org"
+
+
+@pytest.mark.parametrize("dns01", [False, True])
+def test_the_files_the_host_gets_import_on_their_own(tmp_path, dns01):
+    """What tasks.certificates copies to /usr/local/lib/mailstead is complete: the client (and with dns-01 the
+    provider adapters) import from that copy alone, without the rest of mailstead (no settings, no pyinfra)."""
+    import subprocess
+    import sys
+
+    from tasks.certificates import _client_files
+
+    for rel, data in _client_files(dns01).items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    code = ("import sys, mailstead.acme.__main__, mailstead.acme.client\n"
+            + ("import mailstead.dns.providers.powerdns, mailstead.dns.providers.rfc2136\n" if dns01 else "")
+            + "bad = [m for m, mod in sys.modules.items() if m.startswith('mailstead') and getattr(mod, '__file__', '')"
+            f" and not mod.__file__.startswith({str(tmp_path)!r})]\n"
+            "assert not bad, bad\n"
+            "assert not [m for m in sys.modules if m.startswith(('pyinfra', 'pydantic', 'tasks'))]\n")
+    p = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
