@@ -67,6 +67,9 @@ class Results:
     """OpenSMTPD filters of stages before it (tasks.opensmtpd.SmtpdFilter), after the built-in ones"""
     dovecot_settings: list = field(default_factory=list)
     """dovecot.conf lines of stages before it (e.g. IMAPSieve spam learning)"""
+    sieve_scripts: dict = field(default_factory=dict)
+    """global Sieve scripts of stages before Dovecot: path on the host -> source; the Dovecot stage checks and
+    compiles them with sievec (e.g. the spam-to-Junk before-script, the IMAPSieve learning scripts)"""
 STAGED_SUFFIX = ".mailstead-new"
 STATE_DIR = "/var/lib/mailstead"
 STAGING_DIR = f"{STATE_DIR}/staging"

@@ -14,7 +14,10 @@ Sockets: /run/dovecot/lmtp (vmail 0600, for smtpd's LMTP delivery), /run/dovecot
 
 from __future__ import annotations
 
-from pyinfra.operations import apt
+import shlex
+from pathlib import PurePosixPath
+
+from pyinfra.operations import apt, files
 
 from tasks import tls
 from tasks.mailusers import VMAIL_DIR, VMAIL_USER, smtpd_users
@@ -57,6 +60,28 @@ def dovecot_conf(settings, extra_settings: list[str] = ()) -> str:
     )
 
 
+SIEVE_MARKER = "dovecot-sieve-compile"  # pending marker: a global Sieve script changed, compile it again
+# sievec on a staged copy (into a throw-away binary): the new script must compile before it goes live
+SIEVE_CHECK = 'd=$(mktemp -d) && {{ sievec {staged} "$d/check.svbin"; rc=$?; rm -rf "$d"; exit $rc; }}'
+
+
+def _sieve_scripts(scripts: dict) -> list:
+    """Global Sieve scripts of earlier stages (path -> source): checked with sievec on the staged copy,
+    installed, and compiled next to the script (the binary Dovecot loads; its processes cannot write there)."""
+    ops = []
+    for directory in sorted({str(PurePosixPath(p).parent) for p in scripts}):
+        files.directory(name=f"Sieve scripts directory {directory}", path=directory, user="root", group="root",
+                        mode="755")
+    for path, source in sorted(scripts.items()):
+        ops.append(checked_file(name=f"Sieve script {path} (checked with sievec)", dest=path, content=source,
+                                check=SIEVE_CHECK.format(staged="{staged}"), mode="644", restarts=SIEVE_MARKER,
+                                secret=False))
+    if scripts:
+        compile_all = " && ".join(f"sievec {shlex.quote(p)}" for p in sorted(scripts))
+        run_pending(name="Compile the global Sieve scripts", marker=SIEVE_MARKER, command=compile_all, ops=ops)
+    return ops
+
+
 def deploy(settings, env, results) -> None:
     """``results.dovecot_settings``: raw dovecot.conf lines of earlier stages (e.g. IMAPSieve spam learning);
     ``results.tls_changed``: the TLS stage's operations (a new certificate restarts Dovecot). The users the
@@ -76,6 +101,7 @@ def deploy(settings, env, results) -> None:
         restarts="dovecot",
         secret=False,
     )
+    _sieve_scripts(results.sieve_scripts)
     enable_and_start("dovecot")
     # a restart also empties the auth cache: it clears the users file's marker too
     restart = restart_if("dovecot", conf, packages, *results.tls_changed, clears=[AUTH_CACHE_MARKER],

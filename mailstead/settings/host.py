@@ -37,6 +37,7 @@ from mailstead.settings.fields import (
     split_address,
 )
 from mailstead.settings.models import DEFAULT_NTP, DnsProvider, OpenSmtpd, Tls, User, _Model
+from mailstead.settings.rspamd import Rspamd
 
 # --------------------------------------------------------------------------------------------
 # The settings of one host
@@ -101,6 +102,10 @@ class Settings(_Model):
     opensmtpd: OpenSmtpd = Field(default_factory=OpenSmtpd)
     """OpenSMTPD source: {'source': 'debian-archive', 'version': '7.9.0p0', 'sha256': ..., ...}."""
 
+    # spam filtering, DKIM signing
+    rspamd: Rspamd = Field(default_factory=Rspamd)
+    """Spam filter: {'reject_score': 15, 'add_header_score': 6, 'greylist_timeout': 300, 'dnsbls': {...}, ...}."""
+
     # Dovecot
     imap_starttls: StrictBool = False
     """Also serve IMAP on port 143 with STARTTLS (login only after STARTTLS; plaintext AUTH stays refused);
@@ -114,11 +119,11 @@ class Settings(_Model):
     chrony_set_clock: StrictBool = True
     """Let chronyd set the clock (False = chronyd -x, the lab)."""
     resolver_forwarders: list[Forwarder] = Field(default_factory=list)
-    """Unbound forwarders (IP addresses); [] = full recursion (needed for DNSBLs). For the local-resolver
-    stage, which is not built yet: no task reads it in this version."""
+    """Forwarders of the host's Unbound (IP addresses, or address@port); [] = full recursion from the root
+    (what DNS blocklists need: they refuse queries that come through big public resolvers)."""
     resolver_insecure_domains: list[ZoneOrLabel] = Field(default_factory=list)
-    """Domains Unbound treats as DNSSEC-insecure (e.g. 'test' in the lab). For the local-resolver stage,
-    which is not built yet."""
+    """Domains the host's Unbound does not DNSSEC-validate, and answers from DNS even where Unbound has a
+    built-in zone (e.g. 'test' and the TEST-NET reverse zones in the lab)."""
     apt_mirror: MirrorUrl | None = None
     """APT mirror URI to configure (http or https, without user:password@); None = keep the mirror already
     configured on the host."""

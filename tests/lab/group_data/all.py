@@ -18,4 +18,7 @@ ntp_servers = ["infra.lab.test"]  # the lab's NTS server, certified by the lab's
 ntp_trusted_certs = state()["state_dir"] + "/world-ca/ca.pem"
 chrony_set_clock = False  # never let a container set this machine's clock
 resolver_forwarders = [state()["gateway"]["ipv4"]]
-resolver_insecure_domains = ["test"]
+
+# Unbound forwards to the lab's DNS; the lab's zones and its reverse zones (TEST-NET addresses, which Unbound
+# answers itself by default) are unsigned
+resolver_insecure_domains = ["test", "100.51.198.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa"]
