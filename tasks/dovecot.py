@@ -62,7 +62,9 @@ def dovecot_conf(settings, extra_settings: list[str] = ()) -> str:
 
 SIEVE_MARKER = "dovecot-sieve-compile"  # pending marker: a global Sieve script changed, compile it again
 # sievec on a staged copy (into a throw-away binary): the new script must compile before it goes live
-SIEVE_CHECK = 'd=$(mktemp -d) && {{ sievec {staged} "$d/check.svbin"; rc=$?; rm -rf "$d"; exit $rc; }}'
+SIEVEC = ("sievec -P sieve_imapsieve -P sieve_extprograms "
+          "-x '+vnd.dovecot.pipe +vnd.dovecot.environment +imapsieve'")
+SIEVE_CHECK = 'd=$(mktemp -d) && {{ ' + SIEVEC + ' {staged} "$d/check.svbin"; rc=$?; rm -rf "$d"; exit $rc; }}'
 
 
 def _sieve_scripts(scripts: dict) -> list:
@@ -77,7 +79,7 @@ def _sieve_scripts(scripts: dict) -> list:
                                 check=SIEVE_CHECK.format(staged="{staged}"), mode="644", restarts=SIEVE_MARKER,
                                 secret=False))
     if scripts:
-        compile_all = " && ".join(f"sievec {shlex.quote(p)}" for p in sorted(scripts))
+        compile_all = " && ".join(f"{SIEVEC} {shlex.quote(p)}" for p in sorted(scripts))
         run_pending(name="Compile the global Sieve scripts", marker=SIEVE_MARKER, command=compile_all, ops=ops)
     return ops
 

@@ -52,6 +52,9 @@ REDIS = "127.0.0.1:6379"
 SPAMTRAP_MAP = f"{STATE_DIR}/spamtrap-sources.map"
 SIEVE_DIR = "/etc/dovecot/sieve"
 SPAM_SIEVE = f"{SIEVE_DIR}/spam.sieve"
+LEARN_SPAM_SIEVE = f"{SIEVE_DIR}/learn-spam.sieve"
+LEARN_HAM_SIEVE = f"{SIEVE_DIR}/learn-ham.sieve"
+PIPE_DIR = "/usr/local/lib/mailstead/sieve-pipe"  # sieve_pipe_bin_dir: the programs IMAPSieve may run
 CONTROLLER_MARKER = "rspamd-controller"  # pending marker: the controller password changed, hash it again
 LOCAL_CONFIG_HEAD = "# Managed by mailstead (settings rspamd.local_config)\n"
 
@@ -146,12 +149,51 @@ def deploy(settings, env, results) -> None:
     restart_if("rspamd", *results.dkim_changed, reload=True, marker="rspamd-dkim",
                name="Reload rspamd after a DKIM key change", _if=lambda: not restart.did_change())
 
+    files.directory(name="IMAPSieve pipe programs directory", path=PIPE_DIR, user="root", group="root", mode="755")
+    files.put(name="IMAPSieve pipe program rspamd-learn", src=str(FILES_DIR / "rspamd" / "rspamd-learn"),
+              dest=f"{PIPE_DIR}/rspamd-learn", mode="755", user="root", group="root")
     results.smtpd_filters += filters()
-    results.sieve_scripts[SPAM_SIEVE] = (FILES_DIR / "rspamd" / "spam.sieve").read_text()
-    results.dovecot_settings += [
+    for path in (SPAM_SIEVE, LEARN_SPAM_SIEVE, LEARN_HAM_SIEVE):
+        results.sieve_scripts[path] = (FILES_DIR / "rspamd" / path.rsplit("/", 1)[1]).read_text()
+    results.dovecot_settings += dovecot_settings()
+
+
+def dovecot_settings() -> list[str]:
+    """dovecot.conf lines: spam into Junk at delivery (a global before-script; the user's own script runs after
+    it); IMAPSieve learning from the user's moves into Junk (spam) and out of it (ham, unless to Trash)."""
+    return [
         "# spam filed into Junk at delivery (tasks/rspamd.py); the user's own script runs after it",
         "sieve_script spam {",
         "  type = before",
         f"  path = {SPAM_SIEVE}",
+        "}",
+        "# rspamd learns from the user's moves into and out of Junk (IMAPSieve, tasks/rspamd.py)",
+        "sieve_plugins {",
+        "  sieve_imapsieve = yes",
+        "  sieve_extprograms = yes",
+        "}",
+        "sieve_global_extensions {",
+        "  vnd.dovecot.pipe = yes",
+        "  vnd.dovecot.environment = yes",
+        "}",
+        f"sieve_pipe_bin_dir = {PIPE_DIR}",
+        "protocol imap {",
+        "  mail_plugins {",
+        "    imap_sieve = yes",
+        "  }",
+        "}",
+        "mailbox Junk {",
+        "  sieve_script learn_spam {",
+        "    type = before",
+        "    cause = copy",
+        f"    path = {LEARN_SPAM_SIEVE}",
+        "  }",
+        "}",
+        "imapsieve_from Junk {",
+        "  sieve_script learn_ham {",
+        "    type = before",
+        "    cause = copy",
+        f"    path = {LEARN_HAM_SIEVE}",
+        "  }",
         "}",
     ]

@@ -15,8 +15,8 @@ from mailstead.settings.models import _Model
 
 # local.d files mailstead writes itself: raw configuration for them is refused (it would be overwritten)
 MANAGED_LOCAL_FILES = (
-    "actions.conf", "classifier-bayes.conf", "dkim_signing.conf", "greylist.conf", "milter_headers.conf",
-    "multimap.conf", "options.inc", "rbl.conf", "redis.conf", "worker-controller.inc",
+    "actions.conf", "arc.conf", "classifier-bayes.conf", "dkim_signing.conf", "greylist.conf", "milter_headers.conf",
+    "multimap.conf", "options.inc", "rbl.conf", "rbl_group.conf", "redis.conf", "worker-controller.inc",
 )
 _LOCAL_FILE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\.(?:conf|inc)")
 Score = StrictFloat | StrictInt
@@ -44,7 +44,7 @@ class Rspamd(_Model):
     """Score at or above which a never-seen sender first gets a temporary failure (451) and is accepted when it
     retries after `greylist_timeout`. Set it above `add_header_score` to greylist nothing below spam."""
     greylist_timeout: StrictInt = 300
-    """Seconds a greylisted sender must wait before its retry is accepted (60 .. 3600)."""
+    """Seconds a greylisted sender must wait before its retry is accepted (10 .. 3600)."""
     greylist_expire: StrictInt = 86400 * 3
     """Seconds rspamd remembers a greylisted triplet (3600 .. 2592000)."""
     greylist_whitelist: list[str] = Field(default_factory=list)
@@ -67,8 +67,8 @@ class Rspamd(_Model):
     @field_validator("greylist_timeout")
     @classmethod
     def _timeout(cls, value: int) -> int:
-        if not 60 <= value <= 3600:
-            raise ValueError(f"{value} is outside 60..3600 seconds; write greylist_timeout = 300")
+        if not 10 <= value <= 3600:
+            raise ValueError(f"{value} is outside 10..3600 seconds; write greylist_timeout = 300")
         return value
 
     @field_validator("greylist_expire")

@@ -22,3 +22,14 @@ resolver_forwarders = [state()["gateway"]["ipv4"]]
 # Unbound forwards to the lab's DNS; the lab's zones and its reverse zones (TEST-NET addresses, which Unbound
 # answers itself by default) are unsigned
 resolver_insecure_domains = ["test", "100.51.198.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa"]
+# Spam filtering with wide margins above what lab mail scores by itself (no PTR for outside clients, no outside DNS:
+# up to ~10): the lab's own DNS blocklists (names under lab.test that tests/lab/test_filtering.py lists in PowerDNS)
+# move a client into the greylist, Junk or reject range; the Junk test's client is never greylisted
+rspamd = {
+    "greylist_score": 20,
+    "add_header_score": 40,
+    "reject_score": 60,
+    "greylist_timeout": 15,
+    "greylist_whitelist": ["198.51.100.243"],
+    "dnsbls": {"grey.dnsbl.lab.test": 15, "junk.dnsbl.lab.test": 35, "block.dnsbl.lab.test": 60},
+}
