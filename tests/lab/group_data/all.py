@@ -31,5 +31,5 @@ rspamd = {
     "reject_score": 60,
     "greylist_timeout": 15,
     "greylist_whitelist": ["198.51.100.243"],
-    "dnsbls": {"grey.dnsbl.lab.test": 15, "junk.dnsbl.lab.test": 35, "block.dnsbl.lab.test": 60},
+    "dnsbls": {"grey.dnsbl.lab.test": 25, "junk.dnsbl.lab.test": 45, "block.dnsbl.lab.test": 70},
 }
