@@ -74,8 +74,11 @@ ctx = ssl.create_default_context(cafile=ARGS["ca"])
 m = imaplib.IMAP4_SSL(ARGS["ip"], 993, ssl_context=ctx, timeout=30)
 m.login(ARGS["user"], ARGS["password"])
 m.select(ARGS["src"])
-typ, data = m.uid("SEARCH", None, "SUBJECT", '"' + ARGS["subject"] + '"')
-uids = data[0].split()
+typ, data = m.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+uids = []
+for item in data:
+    if isinstance(item, tuple) and ARGS["subject"].encode() in item[1]:
+        uids.append(item[0].split(b"UID ")[1].split()[0])
 res = m.uid("MOVE", uids[-1], ARGS["dst"])[0] if uids else "NOTFOUND"
 m.logout()
 print(json.dumps({"result": res if isinstance(res, str) else res.decode()}))
