@@ -21,12 +21,13 @@ from pyinfra.operations import apt, files
 
 from tasks import tls
 from tasks.mailusers import VMAIL_DIR, VMAIL_USER, smtpd_users
-from tasks.common import checked_file, enable_and_start, render, restart_if, run_pending
+from tasks.common import FILES_DIR, checked_file, enable_and_start, render, restart_if, run_pending
 
 PACKAGES = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve", "dovecot-managesieved",
             "dovecot-flatcurve"]
 CONFIG = "/etc/dovecot/dovecot.conf"
 USERS_FILE = "/etc/dovecot/users"
+DELIVERY_HEADERS_SIEVE = "/etc/dovecot/sieve/delivery-headers.sieve"  # one Return-Path on delivered mail
 AUTH_CACHE_MARKER = "dovecot-auth-cache"  # pending marker: the users file changed, flush the auth cache
 
 
@@ -57,13 +58,14 @@ def dovecot_conf(settings, extra_settings: list[str] = ()) -> str:
         vmail_dir=VMAIL_DIR,
         smtpd_user=smtpd_users(settings)[0],
         imap_starttls=settings.imap_starttls,
+        delivery_headers_sieve=DELIVERY_HEADERS_SIEVE,
     )
 
 
 SIEVE_MARKER = "dovecot-sieve-compile"  # pending marker: a global Sieve script changed, compile it again
 # sievec on a staged copy (into a throw-away binary): the new script must compile before it goes live
 SIEVEC = ("sievec -P sieve_imapsieve -P sieve_extprograms "
-          "-x '+vnd.dovecot.pipe +vnd.dovecot.environment +imapsieve'")
+          "-x '+vnd.dovecot.pipe +vnd.dovecot.environment +imapsieve +editheader'")
 SIEVE_CHECK = 'd=$(mktemp -d) && {{ ' + SIEVEC + ' {staged} "$d/check.svbin"; rc=$?; rm -rf "$d"; exit $rc; }}'
 
 
@@ -103,7 +105,8 @@ def deploy(settings, env, results) -> None:
         restarts="dovecot",
         secret=False,
     )
-    _sieve_scripts(results.sieve_scripts)
+    own = {DELIVERY_HEADERS_SIEVE: (FILES_DIR / "dovecot" / "delivery-headers.sieve").read_text()}
+    _sieve_scripts(own | results.sieve_scripts)
     enable_and_start("dovecot")
     # a restart also empties the auth cache: it clears the users file's marker too
     restart = restart_if("dovecot", conf, packages, *results.tls_changed, clears=[AUTH_CACHE_MARKER],

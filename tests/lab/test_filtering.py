@@ -7,7 +7,8 @@ environments and from its outside world.
   and ed25519-sha256) that dkimpy verifies against the keys published in the lab's DNS; the receiving rspamd
   says R_DKIM_ALLOW and DMARC pass; mail relayed through an alias for an outside sender is not signed as ours
 - GTUBE from the outside world is refused at SMTP; a clean message lands in INBOX with rspamd's
-  Authentication-Results; a client listed in the lab's "junk" blocklist lands in Junk (X-Spam: yes)
+  Authentication-Results; a client listed in the lab's "junk" blocklist lands in Junk (X-Spam: yes); both carry
+  exactly one Return-Path and one Delivered-To
 - the lab's blocklist zone: a listed client is refused, an unlisted one is not (rspamd asks through the host's
   Unbound, which forwards to the lab DNS)
 - greylisting: a never-seen client whose score reaches the greylist action gets 451, and its retry after the
@@ -210,7 +211,12 @@ def test_gtube_refused_clean_in_inbox_with_rspamd_headers_listed_client_in_junk(
     assert not find_in_maildir(lab, staging["name"], "alice@staging.test", f"gtube {t}", timeout=1)
     spam = find_in_maildir(lab, staging["name"], "alice@staging.test", f"junk {t}", folder="Junk")
     assert spam, "the message of a client in the junk blocklist is not in Junk"
-    assert "X-Spam: yes" in lab.exec(staging["name"], "sed", "-n", "1,/^$/p", spam).stdout
+    spam_head = lab.exec(staging["name"], "sed", "-n", "1,/^$/p", spam).stdout
+    assert "X-Spam: yes" in spam_head
+    # one Return-Path and one Delivered-To (OpenSMTPD's LMTP client and Dovecot's LMTP both write them)
+    for h in (head, spam_head):
+        names = [line.split(":", 1)[0].lower() for line in h.splitlines() if not line[:1].isspace()]
+        assert names.count("return-path") == 1 and names.count("delivered-to") == 1, h
 
 
 def test_lab_blocklist_listed_client_refused_unlisted_accepted(lab, filtering):
