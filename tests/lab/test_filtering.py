@@ -5,7 +5,8 @@ environments and from its outside world.
   its configuration (same process) and keeps filtering and signing (the tests after it)
 - mail submitted on 587 by alice@staging.test to bob@production.test carries two DKIM signatures (rsa-sha256
   and ed25519-sha256) that dkimpy verifies against the keys published in the lab's DNS; the receiving rspamd
-  says R_DKIM_ALLOW and DMARC pass; mail relayed through an alias for an outside sender is not signed as ours
+  says R_DKIM_ALLOW and DMARC pass; mail forwarded through an alias for an outside sender is not signed as ours,
+  and leaves with an SRS-rewritten envelope sender that passes SPF at the receiver
 - GTUBE from the outside world is refused at SMTP; a clean message lands in INBOX with rspamd's
   Authentication-Results; a client listed in the lab's "junk" blocklist lands in Junk (X-Spam: yes); both carry
   exactly one Return-Path and one Delivered-To
@@ -181,7 +182,7 @@ def test_submitted_mail_is_dual_signed_and_verifies_against_lab_dns(lab, filteri
     assert "R_DKIM_ALLOW" in log and "DMARC_POLICY_ALLOW" in log, log[-2000:]
 
 
-def test_mail_relayed_for_an_outside_sender_is_not_signed(lab, filtering):
+def test_forwarded_mail_is_srs_rewritten_passes_spf_and_is_not_signed(lab, filtering):
     staging, prod = filtering
     t = token()
     proc = send(lab, staging["ipv4"], "fwd@staging.test", f"relayed {t}", body=f"body {t}")
@@ -190,6 +191,10 @@ def test_mail_relayed_for_an_outside_sender_is_not_signed(lab, filtering):
     assert path, "the forwarded message did not arrive at production"
     head = lab.exec(prod["name"], "sed", "-n", "1,/^$/p", path).stdout
     assert "DKIM-Signature" not in head, head
+    # SRS: the envelope sender is ours now, so the receiver's SPF check of it passes
+    return_path = next(line for line in head.splitlines() if line.startswith("Return-Path:"))
+    assert "<SRS0=" in return_path and return_path.endswith("=someone@staging.test>"), return_path
+    assert 'spf=pass' in head and 'smtp.mailfrom="SRS0=' in head, head
 
 
 # ----------------------------------------------------------------------------- spam, blocklists, greylisting
