@@ -17,6 +17,7 @@ environments and from its outside world.
 - IMAPSieve learning: a move into Junk raises rspamd's learned count, a move back to INBOX too (ham), a move
   from Junk to Trash does not
 - Unbound answers on 127.0.0.1 and is the host's and rspamd's resolver
+- DKIM rotation: after `rotate` + `activate` and a deploy, mail is signed with the new selectors and verifies
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import time
 
 import pytest
 
+from mailstead import dkim
 from helpers import (
     ROOT,
     drive,
@@ -38,6 +40,7 @@ from helpers import (
     net_python,
     password,
     replies,
+    run_deploy,
     run_tasks,
     swaks,
     token,
@@ -182,6 +185,18 @@ def test_submitted_mail_is_dual_signed_and_verifies_against_lab_dns(lab, filteri
     assert "R_DKIM_ALLOW" in log and "DMARC_POLICY_ALLOW" in log, log[-2000:]
 
 
+def submit_and_verify(lab, status, staging, prod) -> list[dict]:
+    t = token()
+    proc = swaks(lab, "--server", staging["ipv4"], "--port", "587", "-tls", "--tls-ca-path", lab_ca(status),
+                 "-au", "alice@staging.test", "-ap", password(status, "alice@staging.test"),
+                 "--from", "alice@staging.test", "--to", "bob@production.test", "--h-Subject", f"signed {t}",
+                 "--body", f"body {t}")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    path = find_in_maildir(lab, prod["name"], "bob@production.test", t, timeout=30)
+    assert path, "the submitted message did not arrive at production"
+    return verify_signatures(lab, lab.exec(prod["name"], "cat", path).stdout.encode())
+
+
 def test_forwarded_mail_is_srs_rewritten_passes_spf_and_is_not_signed(lab, filtering):
     staging, prod = filtering
     t = token()
@@ -240,12 +255,13 @@ def test_greylisting_451_then_accepted_after_the_timeout(lab, filtering):
     staging, _ = filtering
     t = token()
     body = f"greylist {t}"
+    sender = f"{t}@outside.example"  # never seen: rspamd remembers a passed sender/recipient/client for days
     first = send(lab, staging["ipv4"], "bob@staging.test", f"grey {t}", body=body, source="198.51.100.241",
-                 extra=("--h-Date", "Sun, 29 Nov 2026 05:00:00 +0000", "--h-Message-Id", f"<{t}@outside.example>"))
+                 sender=sender, extra=("--h-Date", "Sun, 29 Nov 2026 05:00:00 +0000", "--h-Message-Id", f"<{t}@outside.example>"))
     assert any(r.startswith("451") for r in replies(first)), first.stdout[-2000:]
     time.sleep(GREYLIST_TIMEOUT + 2)
     retry = send(lab, staging["ipv4"], "bob@staging.test", f"grey {t}", body=body, source="198.51.100.241",
-                 extra=("--h-Date", "Sun, 29 Nov 2026 05:00:00 +0000", "--h-Message-Id", f"<{t}@outside.example>"))
+                 sender=sender, extra=("--h-Date", "Sun, 29 Nov 2026 05:00:00 +0000", "--h-Message-Id", f"<{t}@outside.example>"))
     assert retry.returncode == 0, retry.stdout[-2000:]
     assert find_in_maildir(lab, staging["name"], "bob@staging.test", body)
 
@@ -318,3 +334,19 @@ def test_unbound_is_the_hosts_and_rspamds_resolver_controller_on_localhost(lab, 
         ["600", "root"]
     inc = lab.exec(host, "cat", "/etc/rspamd/local.d/worker-controller.inc").stdout
     assert 'password = "$2$' in inc
+
+
+# ----------------------------------------------------------------------------- DKIM rotation (last: it changes the keys)
+
+
+def test_after_rotate_and_activate_a_deploy_signs_with_the_new_selectors(lab, filtering, status):
+    """The last test of this module: it leaves staging.test signing with a new pair (the old one published)."""
+    staging, prod = filtering
+    secrets_dir = status["state_dir"] + "/secrets"
+    new = {k.selector for k in dkim.rotate(secrets_dir, "staging.test")}
+    dkim.activate(secrets_dir, "staging.test")
+    run = run_deploy("--limit", staging["name"])
+    assert run.returncode == 0, run.stderr[-4000:]
+    sigs = submit_and_verify(lab, status, staging, prod)
+    assert {s["s"] for s in sigs} == new and all(s["ok"] for s in sigs), (new, sigs)
+    assert sorted(s["a"] for s in sigs) == ["ed25519-sha256", "rsa-sha256"]
