@@ -122,6 +122,9 @@ def deploy(settings, env, results) -> None:
         for name, mode in (("rspamd-configtest", "755"), ("rspamd-controller-hash", "755"), ("rspamd-pw.lua", "644"))
     ]
     enable_and_start("valkey-server")
+    # rspamd (_rspamd) reads the map: /var/lib/mailstead must be traversable (its staging/ and pending/ stay 0700)
+    files.directory(name=f"{STATE_DIR} traversable for rspamd", path=STATE_DIR, user="root", group="root",
+                    mode="755")
     files.file(name="spamtrap sources map (kept when it exists)", path=SPAMTRAP_MAP, present=True, user="root",
                group="root", mode="644", touch=False)
 

@@ -17,6 +17,7 @@ environments and from its outside world.
 - IMAPSieve learning: a move into Junk raises rspamd's learned count, a move back to INBOX too (ham), a move
   from Junk to Trash does not
 - Unbound answers on 127.0.0.1 and is the host's and rspamd's resolver
+- the spamtrap sources map: a listed client gets MAILSTEAD_SPAMTRAP_SOURCE; rspamd starts without the file
 - DKIM rotation: after `rotate` + `activate` and a deploy, mail is signed with the new selectors and verifies
 """
 
@@ -334,6 +335,35 @@ def test_unbound_is_the_hosts_and_rspamds_resolver_controller_on_localhost(lab, 
         ["600", "root"]
     inc = lab.exec(host, "cat", "/etc/rspamd/local.d/worker-controller.inc").stdout
     assert 'password = "$2$' in inc
+
+
+def wait_rspamd(lab, host: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while lab.exec(host, "rspamc", "stat", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "rspamd does not answer"
+        time.sleep(0.5)
+    time.sleep(1)  # the normal workers come up with the controller
+
+
+def test_spamtrap_sources_map_scores_a_listed_client_and_rspamd_starts_without_it(lab, filtering):
+    staging, _ = filtering
+    host, mapfile = staging["name"], "/var/lib/mailstead/spamtrap-sources.map"
+    try:
+        lab.exec(host, "sh", "-c", f"echo 198.51.100.245 > {mapfile} && systemctl reload rspamd")
+        wait_rspamd(lab, host)
+        t = token()
+        proc = send(lab, staging["ipv4"], "bob@staging.test", f"trapped {t}", source="198.51.100.245")
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        assert "MAILSTEAD_SPAMTRAP_SOURCE" in rspamd_log_for(lab, host, "MAILSTEAD_SPAMTRAP_SOURCE(")
+        lab.exec(host, "rm", "-f", mapfile)
+        assert lab.exec(host, "/usr/local/lib/mailstead/rspamd-configtest", check=False).returncode == 0
+        lab.exec(host, "systemctl", "restart", "rspamd")
+        wait_rspamd(lab, host)
+        proc = send(lab, staging["ipv4"], "alice@staging.test", f"gtube-no-map {t}", body=GTUBE)
+        assert any(r.startswith("550") for r in replies(proc)), proc.stdout[-2000:]
+    finally:  # as the deploy leaves it: an empty map
+        lab.exec(host, "sh", "-c", f"umask 022; : > {mapfile} && systemctl reload rspamd")
+        wait_rspamd(lab, host)
 
 
 # ----------------------------------------------------------------------------- DKIM rotation (last: it changes the keys)
