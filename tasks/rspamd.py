@@ -155,6 +155,13 @@ def deploy(settings, env, results) -> None:
     files.directory(name="IMAPSieve pipe programs directory", path=PIPE_DIR, user="root", group="root", mode="755")
     files.put(name="IMAPSieve pipe program rspamd-learn", src=str(FILES_DIR / "rspamd" / "rspamd-learn"),
               dest=f"{PIPE_DIR}/rspamd-learn", mode="755", user="root", group="root")
+    hand_on(results)
+
+
+def hand_on(results) -> None:
+    """What this stage gives the stages after it: filter-rspamd for smtpd.conf, the spam-to-Junk and learning
+    Sieve scripts and their dovecot.conf lines. (A test that runs OpenSMTPD's or Dovecot's stage alone calls it
+    too, so that their files come out as the whole deploy writes them.)"""
     results.smtpd_filters += filters()
     for path in (SPAM_SIEVE, LEARN_SPAM_SIEVE, LEARN_HAM_SIEVE):
         results.sieve_scripts[path] = (FILES_DIR / "rspamd" / path.rsplit("/", 1)[1]).read_text()

@@ -70,8 +70,9 @@ def run_deploy(*args: str, env: dict | None = None, timeout: int = 1800) -> Depl
 
 def run_tasks(tmp_path: Path, host: str, body: str, timeout: int = 600) -> DeployRun:
     """Run some of the real tasks on one lab host: a deploy file of the test's own (``body``, which sees
-    ``settings`` = the host's real Settings, ``env`` = its environment's, ``results`` = a fresh Results, and
-    the modules ``dovecot`` and ``opensmtpd`` of tasks/), through real pyinfra with the lab's inventory like run_deploy, ``--limit host``.
+    ``settings`` = the host's real Settings, ``env`` = its environment's, ``results`` = a Results holding what
+    the stages before OpenSMTPD and Dovecot hand on (rspamd's filter and Sieve scripts), and the modules
+    ``dovecot``, ``opensmtpd`` and ``rspamd`` of tasks/), through real pyinfra with the lab's inventory like run_deploy, ``--limit host``.
     Usually it changes one value (deliberately broken, or a setting under test) or stops part-way."""
     deploy = tmp_path / f"tasks_{token()}.py"
     deploy.write_text(textwrap.dedent(f"""
@@ -80,11 +81,12 @@ def run_tasks(tmp_path: Path, host: str, body: str, timeout: int = 600) -> Deplo
         from pyinfra import host, inventory
         from mailstead.inventory import environments
         from mailstead.settings import from_host
-        from tasks import dovecot, opensmtpd
+        from tasks import dovecot, opensmtpd, rspamd
         from tasks.common import Results
         settings = from_host(host)
         env = environments(inventory)[settings.environment]
         results = Results()
+        rspamd.hand_on(results)  # as deploy.py's rspamd stage hands on to OpenSMTPD and Dovecot
     """) + textwrap.dedent(body))
     return _pyinfra(str(deploy), "--limit", host, timeout=timeout)
 
