@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import re
 import secrets as _random
+import shlex
 
+from pyinfra import host
+from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files
 
 from mailstead import secrets
@@ -29,6 +32,7 @@ from tasks import dkim
 from tasks.common import (
     FILES_DIR,
     STATE_DIR,
+    absent_file,
     checked_file,
     dry_run,
     enable_and_start,
@@ -74,6 +78,14 @@ def controller_password(secrets_dir) -> str | None:
         return None
     secrets.write_private(path, _random.token_urlsafe(24) + "\n")
     return path.read_text().strip()
+
+
+def _written_local_config() -> list[str]:
+    """local.d files that rspamd.local_config wrote (they start with LOCAL_CONFIG_HEAD)."""
+    head = LOCAL_CONFIG_HEAD.strip()
+    out = host.get_fact(Command, command=f"grep -lxF {shlex.quote(head)} {LOCAL_D}/*.conf {LOCAL_D}/*.inc "
+                                         "2>/dev/null || true")
+    return [line.strip() for line in (out or "").splitlines() if line.strip()]
 
 
 def dnsbl_symbol(zone: str) -> str:
@@ -128,12 +140,18 @@ def deploy(settings, env, results) -> None:
     files.file(name="spamtrap sources map (kept when it exists)", path=SPAMTRAP_MAP, present=True, user="root",
                group="root", mode="644", touch=False)
 
+    wanted = local_files(settings, env)
     confs = [
         checked_file(name=f"rspamd local.d/{name} (checked with rspamadm configtest)", dest=f"{LOCAL_D}/{name}",
                      content=content, check=f"{CHECK} {{staged}} {LOCAL_D}/{name}", mode="644", restarts="rspamd",
                      secret=False)
-        for name, content in local_files(settings, env).items()
+        for name, content in wanted.items()
     ]
+    # raw configuration a former rspamd.local_config wrote and the settings no longer name
+    for path in _written_local_config():
+        if path.rsplit("/", 1)[1] not in wanted:
+            confs.append(absent_file(name=f"rspamd: remove {path} (no longer in rspamd.local_config)", path=path,
+                                     restarts="rspamd"))
 
     files.directory(name="/etc/mailstead/rspamd", path="/etc/mailstead/rspamd", user="root", group="root",
                     mode="700")

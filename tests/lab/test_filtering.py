@@ -144,6 +144,23 @@ def test_broken_rspamd_option_fails_configtest_and_rspamd_keeps_running(lab, fil
     assert any(r.startswith("550") and "Gtube" in r for r in replies(proc)), proc.stdout[-2000:]
 
 
+def test_local_config_file_is_written_and_removed_with_the_setting(lab, filtering, tmp_path):
+    staging, _ = filtering
+    name, path = staging["name"], "/etc/rspamd/local.d/phishing.conf"
+    try:
+        run = run_tasks(tmp_path, name, """
+            r = settings.rspamd.model_copy(update={"local_config": {"phishing.conf": "openphish_enabled = false;"}})
+            rspamd.deploy(settings.model_copy(update={"rspamd": r}), env, results)
+        """)
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+        assert "openphish_enabled = false;" in lab.exec(name, "cat", path).stdout
+    finally:
+        run = run_tasks(tmp_path, name, "rspamd.deploy(settings, env, results)\n")
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert lab.exec(name, "test", "-e", path, check=False).returncode != 0, "the dropped local_config file stayed"
+    assert lab.exec(name, "systemctl", "is-active", "rspamd").stdout.strip() == "active"
+
+
 # ----------------------------------------------------------------------------- DKIM signing
 
 
