@@ -61,6 +61,9 @@ class Results:
 
     tls_changed: list = field(default_factory=list)
     """the TLS stage's operations that replaced the certificate or key (daemons restart on them)"""
+    acme_changed: list = field(default_factory=list)
+    """tasks.certificates' operations that changed what the ACME client must get (its configuration, the
+    account or certificate key): tasks.certificate_issue then runs the client even when it said "not due"."""
     dkim_changed: list = field(default_factory=list)
     """the DKIM stage's operations that installed keys (the signer reloads on them)"""
     smtpd_filters: list = field(default_factory=list)

@@ -7,7 +7,9 @@ from labdata import state
 
 # MAILSTEAD_LAB_SECRETS_DIR: another secrets directory for one run (tests/lab/test_deploy_dry.py)
 secrets_dir = _environ.get("MAILSTEAD_LAB_SECRETS_DIR") or state()["state_dir"] + "/secrets"
-tls = {"mode": "lab"}
+# staging: the lab CA (the private-CA mode for offline use); production overrides it with the lab's ACME CA
+# (pebble on infra). The lab's senders trust both, so MTA-STS enforce is fine here.
+tls = {"mode": "lab", "trusted_by_senders": True}
 dns = {
     "provider": "powerdns",
     "api_url": state()["pdns"]["api_url"],
