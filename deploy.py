@@ -1,4 +1,4 @@
-"""mailstead: `pyinfra inventory.py deploy.py` — base → tls → mail users → OpenSMTPD → Dovecot → dkim → web → dns.
+"""mailstead: `pyinfra inventory.py deploy.py` — base → tls → mail users → OpenSMTPD → Dovecot → dkim → web → trap feed (mail hosts) | spamtrap (traps) → firewall → dns.
 
 pyinfra runs this file once per host. Every stage is ``tasks.<stage>.deploy(settings, env, results)``: the
 host's validated Settings (the inventory already validated all of them before connecting), its environment's
@@ -10,7 +10,7 @@ from pyinfra import host, inventory
 
 from mailstead.inventory import environments
 from mailstead.settings import from_host
-from tasks import base, dkim, dns, dovecot, mailusers, nginx, opensmtpd, tls
+from tasks import base, dkim, dns, dovecot, firewall, mailusers, nginx, opensmtpd, spamtrap, tls, trapfeed
 from tasks.common import Results
 
 settings = from_host(host)
@@ -20,7 +20,10 @@ results = Results()
 # The host's roles decide its stages, here and nowhere else; every stage has the same signature.
 stages = [base]
 if settings.is_mailserver:
-    stages += [tls, mailusers, opensmtpd, dovecot, dkim, nginx]
+    stages += [tls, mailusers, opensmtpd, dovecot, dkim, nginx, trapfeed]
+if settings.is_spamtrap:
+    stages.append(spamtrap)
+stages.append(firewall)  # after the stages whose ports (results.open_ports) it opens
 stages.append(dns)  # planned on every host, applied by one host per environment (dns.is_dns_host)
 
 for stage in stages:

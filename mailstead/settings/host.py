@@ -36,7 +36,9 @@ from mailstead.settings.fields import (
     _norm_domain,
     split_address,
 )
+from mailstead.settings.firewall import Firewall
 from mailstead.settings.models import DEFAULT_NTP, DnsProvider, OpenSmtpd, Tls, User, _Model
+from mailstead.settings.spamtrap import Spamtrap
 
 # --------------------------------------------------------------------------------------------
 # The settings of one host
@@ -127,6 +129,12 @@ class Settings(_Model):
     another user (ssh_user with _sudo): the check refuses it while the deploy logs in as root."""
     unattended_upgrades: StrictBool = True
     """Install and enable unattended-upgrades."""
+    firewall: Firewall = Field(default_factory=Firewall)
+    """Inbound firewall (nftables): {'ssh_port': 22, 'new_per_minute': 120, 'burst': 40, 'max_per_source': 40,
+    'extra_input_rules': []}."""
+    spamtrap: Spamtrap = Field(default_factory=Spamtrap)
+    """Spamtraps and the mail hosts' copy of their lists: {'source_ttl': 604800, 'max_sources': 10000,
+    'reply': '451 4.7.1 ...', 'pull_interval': 60}."""
 
     # ---------------------------------------------------------------- field validators
 

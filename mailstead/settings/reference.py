@@ -11,7 +11,9 @@ from pydantic import BaseModel
 from mailstead.settings.errors import _py
 from mailstead.settings.fields import _DERIVED_KEYS
 from mailstead.settings.host import Settings
+from mailstead.settings.firewall import Firewall
 from mailstead.settings.models import DNS_REQUIRED, DnsProvider, OpenSmtpd, Tls, User
+from mailstead.settings.spamtrap import Spamtrap
 
 # --------------------------------------------------------------------------------------------
 # README reference
@@ -77,7 +79,8 @@ def settings_reference_markdown() -> str:
     table(Settings)
     for title, model, prefix in (
         ("users[]", User, ""), ("dns", DnsProvider, "dns."), ("tls", Tls, "tls."),
-        ("opensmtpd", OpenSmtpd, "opensmtpd."),
+        ("opensmtpd", OpenSmtpd, "opensmtpd."), ("firewall", Firewall, "firewall."),
+        ("spamtrap", Spamtrap, "spamtrap."),
     ):
         out.append(f"### `{title}`")
         out.append("")
