@@ -26,5 +26,10 @@ if settings.is_spamtrap:
 stages.append(firewall)  # after the stages whose ports (results.open_ports) it opens
 stages.append(dns)  # planned on every host, applied by one host per environment (dns.is_dns_host)
 
-for stage in stages:
-    stage.deploy(settings, env, results)
+# pyinfra identifies an operation by the line numbers of its call stack, the same on every host: hosts with
+# different stage lists would otherwise share operations of different stages (same line numbers in two
+# modules) in opposite orders, a cycle. host.loop adds the stage's place in STAGE_ORDER to that identity.
+STAGE_ORDER = (base, tls, mailusers, opensmtpd, dovecot, dkim, nginx, trapfeed, spamtrap, firewall, dns)
+for stage in host.loop(STAGE_ORDER):
+    if stage in stages:
+        stage.deploy(settings, env, results)

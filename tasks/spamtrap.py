@@ -21,7 +21,7 @@ import shlex
 from pyinfra.operations import apt, files, server
 
 from mailstead.spamtrap import SOURCES_FILE, feed_key
-from tasks.common import (FILES_DIR, checked_file, dry_run, enable_and_start, mark_pending, render, restart_if,
+from tasks.common import (FILES_DIR, STATE_DIR, checked_file, dry_run, enable_and_start, mark_pending, render, restart_if,
                           systemd_units, would_create)
 
 LIB_DIR = "/usr/local/lib/mailstead"
@@ -74,6 +74,8 @@ def deploy(settings, env, results) -> None:
     first = settings.spamtrap_position == "first"
     apt.packages(name="python3 (spamtrap collector)", packages=["python3", "nftables"], no_recommends=True)
     files.directory(name="mailstead programs directory", path=LIB_DIR, mode="755")
+    files.directory(name=f"{STATE_DIR} traversable (the feed account's home and the filter's state are below it)",
+                    path=STATE_DIR, user="root", group="root", mode="755")
     if first:
         results.firewall_sets += firewall_sets(settings)
         results.firewall_rules += FIREWALL_RULES

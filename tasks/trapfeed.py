@@ -18,7 +18,7 @@ from __future__ import annotations
 from pyinfra.operations import files, server
 
 from mailstead.spamtrap import MAP_FILE, feed_key
-from tasks.common import (FILES_DIR, checked_file, dry_run, enable_and_start, render, systemd_units,
+from tasks.common import (FILES_DIR, STATE_DIR, checked_file, dry_run, enable_and_start, render, systemd_units,
                           would_create)
 from tasks.spamtrap import FEED_USER, LIB_DIR
 
@@ -45,6 +45,8 @@ def pull_command(settings) -> str:
 
 def deploy(settings, env, results) -> None:
     files.directory(name="mailstead programs directory", path=LIB_DIR, mode="755")
+    files.directory(name=f"{STATE_DIR} traversable (the map file below it is read by the spam filter)",
+                    path=STATE_DIR, user="root", group="root", mode="755")
     files.directory(name="trap feed configuration", path=CONF_DIR, mode="700")
     files.directory(name="trap feed state", path=CACHE_DIR, mode="700")
     files.put(name="spamtrap-pull", src=str(FILES_DIR / "spamtrap/spamtrap-pull"), dest=PULL, mode="755")
