@@ -22,7 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mailstead.secrets import secrets_root, write_private
 
 SOURCES_FILE = "/var/lib/mailstead/spamtrap/sources.json"  # on a trap: what the collector publishes
-MAP_FILE = "/var/lib/mailstead/spamtrap-sources.map"       # on a mail host: one address per line
+# on a mail host, one address per line. MAP_FILE: sources seen at trap-last (the highest MX, where a real MTA
+# only goes when the real MX does not answer): the bot signal the spam filter scores. FIRST_MAP_FILE: sources
+# seen at trap-first, for information only: every MTA tries the lowest MX first (and is refused there).
+MAP_FILE = "/var/lib/mailstead/spamtrap-sources.map"
+FIRST_MAP_FILE = "/var/lib/mailstead/spamtrap-first-sources.map"
 
 
 def feed_key_file(secrets_dir: str | os.PathLike, environment: str) -> Path:

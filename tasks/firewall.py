@@ -51,6 +51,8 @@ def ruleset(settings, open_ports=(), stage_rules=(), sets=()) -> str:
         stage_rules=list(stage_rules),
         sets=list(sets),
         extra_rules=list(fw.extra_input_rules),
+        unmetered_v4=fw.unmetered_v4,
+        unmetered_v6=fw.unmetered_v6,
     )
 
 

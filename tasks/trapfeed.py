@@ -1,4 +1,6 @@
-"""The mail hosts' copy of the spamtraps' source lists: ``mailstead.spamtrap.MAP_FILE``, one address per line.
+"""The mail hosts' copy of the spamtraps' source lists: ``mailstead.spamtrap.MAP_FILE`` (trap-last's sources,
+the bot signal) and ``FIRST_MAP_FILE`` (trap-first's, information only: every MTA tries MX 10 first), one
+address per line.
 
 A timer (every ``spamtrap.pull_interval`` seconds) runs ``spamtrap-pull``: it fetches each trap's list over SSH
 as the trap's feed account (tasks/spamtrap.py) with the environment's feed key, keeps the last good copy of
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from pyinfra.operations import files, server
 
-from mailstead.spamtrap import MAP_FILE, feed_key
+from mailstead.spamtrap import FIRST_MAP_FILE, MAP_FILE, feed_key
 from tasks.common import (FILES_DIR, STATE_DIR, checked_file, dry_run, enable_and_start, render, systemd_units,
                           would_create)
 from tasks.spamtrap import FEED_USER, LIB_DIR
@@ -40,7 +42,8 @@ def traps_file(env) -> str:
 
 def pull_command(settings) -> str:
     t = settings.spamtrap
-    return f"{PULL} {TRAPS_FILE} {KEY_FILE} {FEED_USER} {CACHE_DIR} {MAP_FILE} {t.source_ttl} {t.max_sources}"
+    return (f"{PULL} {TRAPS_FILE} {KEY_FILE} {FEED_USER} {CACHE_DIR} {MAP_FILE} {FIRST_MAP_FILE} {t.source_ttl} "
+            f"{t.max_sources}")
 
 
 def deploy(settings, env, results) -> None:
@@ -62,5 +65,5 @@ def deploy(settings, env, results) -> None:
     })
     enable_and_start("mailstead-spamtrap-pull.timer")
     server.shell(name="An (empty) source map exists before anything reads it",
-                 commands=[f"[ -e {MAP_FILE} ] || {{ umask 022; : > {MAP_FILE}; }}"],
+                 commands=[f"[ -e {m} ] || {{ umask 022; : > {m}; }}" for m in (MAP_FILE, FIRST_MAP_FILE)],
                  _if=lambda: any(op.did_change() for op in units))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
@@ -51,6 +52,9 @@ class Firewall(_Model):
     """New connections a source may open at once before `new_per_minute` applies."""
     max_per_source: StrictInt = 40
     """Connections one source address may hold open at a time on the mail ports; more are refused."""
+    unmetered_sources: list[StrictStr] = Field(default_factory=list)
+    """Networks whose connections skip the per-source limits (e.g. your monitoring, the lab's test clients):
+    '192.0.2.7' or '2001:db8::/48'."""
     extra_input_rules: list[StrictStr] = Field(default_factory=list)
     """More nft rules for the input chain, one rule per entry, after the built-in ones (e.g.
     'ip saddr 198.51.100.0/24 tcp dport 9100 accept'); checked with `nft -c` before anything is loaded."""
@@ -69,6 +73,34 @@ class Firewall(_Model):
             raise ValueError(f"{value} is outside 1..100000; write firewall = {{'{info.field_name}': "
                              f"{cls.model_fields[info.field_name].default}}}")
         return value
+
+    @field_validator("unmetered_sources", mode="before")
+    @classmethod
+    def _sources(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(f"{_show(value)} is a string, not a list; write unmetered_sources = [{value!r}]")
+        if isinstance(value, (list, tuple)):
+            out = []
+            for i, net in enumerate(value):
+                if not isinstance(net, str):
+                    return value  # pydantic reports the type
+                try:
+                    if _CONTROL_RE.search(net) or net != net.strip():
+                        raise ValueError
+                    out.append(str(ipaddress.ip_network(net, strict=False)))
+                except ValueError:
+                    raise ValueError(f"unmetered_sources[{i}] = {_show(net)} is not an IP address or network; "
+                                     "write unmetered_sources = ['192.0.2.7', '2001:db8::/48']") from None
+            return out
+        return value
+
+    @property
+    def unmetered_v4(self) -> list[str]:
+        return [n for n in self.unmetered_sources if ":" not in n]
+
+    @property
+    def unmetered_v6(self) -> list[str]:
+        return [n for n in self.unmetered_sources if ":" in n]
 
     @field_validator("extra_input_rules", mode="before")
     @classmethod
