@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -62,14 +63,34 @@ def summary(trap: str, doc: dict, top: int = 10) -> list[str]:
     return lines
 
 
-def _fetch(host) -> dict:
-    """The trap's sources.json, read over the deploy's own SSH connection (pyinfra's connector)."""
-    from pyinfra.api import StringCommand
+def ssh_argv(data, name: str, command: list[str]) -> list[str]:
+    """ssh(1) to a host as the deploy reaches it, from its pyinfra host data (ssh_hostname, ssh_user, ssh_port,
+    ssh_key, ssh_config_file, ssh_known_hosts_file, ssh_strict_host_key_checking); never asks anything."""
+    def get(key):
+        return data.get(key) if isinstance(data, dict) else getattr(data, key, None)
 
-    ok, output = host.run_shell_command(StringCommand("cat", SOURCES_FILE), print_output=False)
-    if not ok:
-        raise RuntimeError(f"{host.name}: cannot read {SOURCES_FILE} (is the spamtrap stage deployed?)")
-    return json.loads("\n".join(line.line for line in output.stdout_lines) or "{}")
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15"]
+    if get("ssh_config_file"):
+        argv += ["-F", str(get("ssh_config_file"))]
+    if get("ssh_port"):
+        argv += ["-p", str(get("ssh_port"))]
+    if get("ssh_key"):
+        argv += ["-i", str(get("ssh_key"))]
+    if get("ssh_known_hosts_file"):
+        argv += ["-o", f"UserKnownHostsFile={get('ssh_known_hosts_file')}"]
+    if get("ssh_strict_host_key_checking"):
+        argv += ["-o", f"StrictHostKeyChecking={get('ssh_strict_host_key_checking')}"]
+    return argv + [f"{get('ssh_user') or 'root'}@{get('ssh_hostname') or name}", "--", *command]
+
+
+def _fetch(host) -> dict:
+    """The trap's sources.json, read over SSH as the deploy logs in."""
+    proc = subprocess.run(ssh_argv(host.data, host.name, ["cat", SOURCES_FILE]), capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cannot read {SOURCES_FILE} (is the spamtrap stage deployed?) "
+                           f"{proc.stderr.strip()[-200:]}")
+    return json.loads(proc.stdout or "{}")
 
 
 def main(argv: list[str]) -> int:
@@ -81,10 +102,6 @@ def main(argv: list[str]) -> int:
     p.add_argument("--top", type=int, default=10, help="sources shown per trap (default 10)")
     args = p.parse_args(argv)
 
-    from pyinfra.api import Config, State
-    from pyinfra.api.connect import connect_all
-    from pyinfra.context import ctx_state
-
     from mailstead.inventory import load_inventory
     from mailstead.settings import from_host
 
@@ -93,14 +110,11 @@ def main(argv: list[str]) -> int:
     if not traps:
         print("no spamtrap hosts in the inventory")
         return 1
-    state = State(inventory=inventory, config=Config())
     rc = 0
-    with ctx_state.use(state):
-        connect_all(state)
-        for h in traps:
-            try:
-                print("\n".join(summary(h.name, _fetch(h), args.top)))
-            except (RuntimeError, ValueError) as exc:
-                print(f"{h.name}: {exc}")
-                rc = 1
+    for h in traps:
+        try:
+            print("\n".join(summary(h.name, _fetch(h), args.top)))
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+            print(f"{h.name}: {exc}")
+            rc = 1
     return rc
