@@ -1,4 +1,4 @@
-"""mailstead: `pyinfra inventory.py deploy.py` — base → tls → mail users → OpenSMTPD → Dovecot → dkim → web → trap feed (mail hosts) | spamtrap (traps) → firewall → dns.
+"""mailstead: `pyinfra inventory.py deploy.py` — base → tls → mail users → OpenSMTPD → Dovecot → dkim → web → trap feed (mail hosts) | spamtrap (traps) → firewall → fail2ban → dns.
 
 pyinfra runs this file once per host. Every stage is ``tasks.<stage>.deploy(settings, env, results)``: the
 host's validated Settings (the inventory already validated all of them before connecting), its environment's
@@ -10,7 +10,7 @@ from pyinfra import host, inventory
 
 from mailstead.inventory import environments
 from mailstead.settings import from_host
-from tasks import base, dkim, dns, dovecot, firewall, mailusers, nginx, opensmtpd, spamtrap, tls, trapfeed
+from tasks import base, bruteforce, dkim, dns, dovecot, firewall, mailusers, nginx, opensmtpd, spamtrap, tls, trapfeed
 from tasks.common import Results
 
 settings = from_host(host)
@@ -24,12 +24,14 @@ if settings.is_mailserver:
 if settings.is_spamtrap:
     stages.append(spamtrap)
 stages.append(firewall)  # after the stages whose ports (results.open_ports) it opens
+stages.append(bruteforce)  # jails for the ports the host serves
 stages.append(dns)  # planned on every host, applied by one host per environment (dns.is_dns_host)
 
 # pyinfra identifies an operation by the line numbers of its call stack, the same on every host: hosts with
 # different stage lists would otherwise share operations of different stages (same line numbers in two
 # modules) in opposite orders, a cycle. host.loop adds the stage's place in STAGE_ORDER to that identity.
-STAGE_ORDER = (base, tls, mailusers, opensmtpd, dovecot, dkim, nginx, trapfeed, spamtrap, firewall, dns)
+STAGE_ORDER = (base, tls, mailusers, opensmtpd, dovecot, dkim, nginx, trapfeed, spamtrap, firewall, bruteforce,
+               dns)
 for stage in host.loop(STAGE_ORDER):
     if stage in stages:
         stage.deploy(settings, env, results)

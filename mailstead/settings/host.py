@@ -36,6 +36,7 @@ from mailstead.settings.fields import (
     _norm_domain,
     split_address,
 )
+from mailstead.settings.bruteforce import BruteForce
 from mailstead.settings.firewall import Firewall
 from mailstead.settings.models import DEFAULT_NTP, DnsProvider, OpenSmtpd, Tls, User, _Model
 from mailstead.settings.spamtrap import Spamtrap
@@ -132,6 +133,8 @@ class Settings(_Model):
     firewall: Firewall = Field(default_factory=Firewall)
     """Inbound firewall (nftables): {'ssh_port': 22, 'new_per_minute': 120, 'burst': 40, 'max_per_source': 40,
     'extra_input_rules': []}."""
+    bruteforce: BruteForce = Field(default_factory=BruteForce)
+    """Brute-force blocking (fail2ban, nftables): {'maxretry': 5, 'findtime': 600, 'bantime': 3600, 'ignore': []}."""
     spamtrap: Spamtrap = Field(default_factory=Spamtrap)
     """Spamtraps and the mail hosts' copy of their lists: {'source_ttl': 604800, 'max_sources': 10000,
     'reply': '451 4.7.1 ...', 'pull_interval': 60}."""

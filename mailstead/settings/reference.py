@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from mailstead.settings.errors import _py
 from mailstead.settings.fields import _DERIVED_KEYS
 from mailstead.settings.host import Settings
+from mailstead.settings.bruteforce import BruteForce
 from mailstead.settings.firewall import Firewall
 from mailstead.settings.models import DNS_REQUIRED, DnsProvider, OpenSmtpd, Tls, User
 from mailstead.settings.spamtrap import Spamtrap
@@ -80,7 +81,7 @@ def settings_reference_markdown() -> str:
     for title, model, prefix in (
         ("users[]", User, ""), ("dns", DnsProvider, "dns."), ("tls", Tls, "tls."),
         ("opensmtpd", OpenSmtpd, "opensmtpd."), ("firewall", Firewall, "firewall."),
-        ("spamtrap", Spamtrap, "spamtrap."),
+        ("bruteforce", BruteForce, "bruteforce."), ("spamtrap", Spamtrap, "spamtrap."),
     ):
         out.append(f"### `{title}`")
         out.append("")
