@@ -63,7 +63,7 @@ class Settings(_Model):
     """Environment name ([a-z0-9-], e.g. 'staging', 'production'); must be one of the host's inventory groups.
     Set it in group_data/<environment>.py."""
     spamtrap_position: Literal["first", "last"] | None = None
-    """Spamtrap hosts only: 'first' = MX preference 10, 'last' = 30 (both refuse connections in this version)."""
+    """Spamtrap hosts only: 'first' = MX preference 10, 'last' = 30 (see Spamtraps)."""
 
     # mail
     domains: list[DomainName] = Field(min_length=1)
