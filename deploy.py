@@ -32,6 +32,8 @@ stages.append(dns)  # planned on every host, applied by one host per environment
 # modules) in opposite orders, a cycle. host.loop adds the stage's place in STAGE_ORDER to that identity.
 STAGE_ORDER = (base, tls, mailusers, opensmtpd, dovecot, dkim, nginx, trapfeed, spamtrap, firewall, bruteforce,
                dns)
+if [s for s in STAGE_ORDER if s in stages] != stages:
+    raise RuntimeError("deploy.py: every stage must be in STAGE_ORDER, in the same order as in the stage list")
 for stage in host.loop(STAGE_ORDER):
     if stage in stages:
         stage.deploy(settings, env, results)
