@@ -5,6 +5,7 @@
   dkim ...             list, rotate, activate, retire DKIM keys
                        (dns and dkim --env read the inventory file given with --inventory FILE, default
                        inventory.py, as pyinfra reads it)
+  traps                per-trap hit counts and top sources of the spamtraps (--inventory FILE, --env ENV)
   settings-reference   print the settings reference (Markdown); --write README.md updates the README
 """
 
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         from mailstead.dns.cli import main as run
     elif command == "dkim":
         from mailstead.dkim import main as run
+    elif command == "traps":
+        from mailstead.spamtrap import main as run
     elif command == "settings-reference":
         return settings_reference(argv)
     else:

@@ -21,8 +21,11 @@ from mailstead.settings.fields import (
     ServerName,
     ZoneOrLabel,
 )
+from mailstead.settings.bruteforce import BruteForce
+from mailstead.settings.firewall import Firewall
 from mailstead.settings.models import DEFAULT_NTP, OpenSmtpd, Tls, _Model
 from mailstead.settings.rspamd import Rspamd
+from mailstead.settings.spamtrap import Spamtrap
 
 # --------------------------------------------------------------------------------------------
 # The settings of one host
@@ -46,7 +49,7 @@ class Settings(_Model):
     """Environment name ([a-z0-9-], e.g. 'staging', 'production'); must be one of the host's inventory groups.
     Set it in group_data/<environment>.py."""
     spamtrap_position: Literal["first", "last"] | None = None
-    """Spamtrap hosts only: 'first' = MX preference 10, 'last' = 30 (both refuse connections in this version)."""
+    """Spamtrap hosts only: 'first' = MX preference 10, 'last' = 30 (see Spamtraps)."""
 
     # TLS
     tls: Tls = Field(default_factory=Tls)
@@ -86,6 +89,14 @@ class Settings(_Model):
     another user (ssh_user with _sudo): the check refuses it while the deploy logs in as root."""
     unattended_upgrades: StrictBool = True
     """Install and enable unattended-upgrades."""
+    firewall: Firewall = Field(default_factory=Firewall)
+    """Inbound firewall (nftables): {'ssh_port': 22, 'new_per_minute': 120, 'burst': 40, 'max_per_source': 40,
+    'extra_input_rules': []}."""
+    bruteforce: BruteForce = Field(default_factory=BruteForce)
+    """Brute-force blocking (fail2ban, nftables): {'maxretry': 5, 'findtime': 600, 'bantime': 3600, 'ignore': []}."""
+    spamtrap: Spamtrap = Field(default_factory=Spamtrap)
+    """Spamtraps and the mail hosts' copy of their lists: {'source_ttl': 604800, 'max_sources': 10000,
+    'reply': '451 4.7.1 ...', 'pull_interval': 60}."""
 
     # ---------------------------------------------------------------- field validators
 

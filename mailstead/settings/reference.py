@@ -12,8 +12,11 @@ from mailstead.settings.environment import HOSTS_VIEW_FIELDS, EnvironmentSetting
 from mailstead.settings.errors import _py
 from mailstead.settings.fields import _DERIVED_KEYS
 from mailstead.settings.host import Settings
+from mailstead.settings.bruteforce import BruteForce
+from mailstead.settings.firewall import Firewall
 from mailstead.settings.models import DNS_REQUIRED, DnsProvider, OpenSmtpd, Tls, User
 from mailstead.settings.rspamd import Rspamd
+from mailstead.settings.spamtrap import Spamtrap
 
 # --------------------------------------------------------------------------------------------
 # README reference
@@ -89,6 +92,7 @@ def settings_reference_markdown() -> str:
     for title, model, prefix in (
         ("users[]", User, ""), ("dns", DnsProvider, "dns."), ("tls", Tls, "tls."),
         ("opensmtpd", OpenSmtpd, "opensmtpd."), ("rspamd", Rspamd, "rspamd."),
+        ("firewall", Firewall, "firewall."), ("bruteforce", BruteForce, "bruteforce."), ("spamtrap", Spamtrap, "spamtrap."),
     ):
         out.append(f"### `{title}`")
         out.append("")
