@@ -5,6 +5,9 @@
   dkim ...             list, rotate, activate, retire DKIM keys
                        (dns and dkim --env read the inventory file given with --inventory FILE, default
                        inventory.py, as pyinfra reads it)
+  check                the environment as the outside world sees it, plus failed units, queue and disk over
+                       SSH (--env ENV, --json); exit 1 on a problem
+  rollout              deploy staging, check it (+ a real round trip), then production and check it (--dry)
   settings-reference   print the settings reference (Markdown); --write README.md updates the README
 """
 
@@ -47,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from mailstead.passwords import main as run
     elif command == "dns":
         from mailstead.dns.cli import main as run
+    elif command == "check":
+        from mailstead.check.cli import main as run
+    elif command == "rollout":
+        from mailstead.rollout import main as run
     elif command == "dkim":
         from mailstead.dkim import main as run
     elif command == "settings-reference":

@@ -227,3 +227,33 @@ out["capabilities"] = list(m.capabilities)
 m.select("INBOX")
 print(json.dumps(out))
 """
+
+
+# ----------------------------------------------------------------------------- the deploy machine's commands
+
+
+@dataclass
+class CommandRun:
+    returncode: int
+    seconds: float
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+def mailstead_cmd(*args: str, timeout: int = 1800, env: dict | None = None) -> CommandRun:
+    """`python -m mailstead ARGS --inventory tests/lab/inventory.py` from the repository root, in the lab's
+    outside world (`labctl net`), as an operator runs it from the deploy machine."""
+    start = time.monotonic()
+    proc = subprocess.run([LABCTL, "net", "--", sys.executable, "-m", "mailstead", *args,
+                           "--inventory", LAB_INVENTORY], cwd=ROOT, env=dict(os.environ, **(env or {})),
+                          capture_output=True, text=True, timeout=timeout)
+    return CommandRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)
+
+
+def problems(run: CommandRun) -> list[dict]:
+    """The findings of `check --json` that are problems."""
+    return [f for f in run.json["findings"] if f["status"] == "problem"]

@@ -19,3 +19,6 @@ ntp_trusted_certs = state()["state_dir"] + "/world-ca/ca.pem"
 chrony_set_clock = False  # never let a container set this machine's clock
 resolver_forwarders = [state()["gateway"]["ipv4"]]
 resolver_insecure_domains = ["test"]
+# `python -m mailstead check`: the lab's outside world has no DNS blocklist to ask (its resolver answers .test
+# names only)
+check = {"dnsbl_zones": []}
