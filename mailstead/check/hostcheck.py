@@ -10,6 +10,7 @@ from typing import Any, Iterable
 from mailstead.check.findings import Context, Finding, Target, ok, problem, warning
 
 MAIL_STORE = "/var/vmail"
+MAIL_SERVICES = ("opensmtpd", "dovecot", "nginx")  # must be active on a mail host
 SEP = "--mailstead-check--"
 # One shell script, one SSH login: failed units, then (mail hosts) the queue and the mail store's disk use.
 SCRIPT = f"""
@@ -21,6 +22,8 @@ echo {SEP}
 [ -d {MAIL_STORE} ] && df -P {MAIL_STORE} | tail -n 1 || echo no-store
 echo {SEP}
 date +%s
+echo {SEP}
+for u in {" ".join(MAIL_SERVICES)}; do echo "$u $(systemctl is-active $u)"; done
 """
 
 
@@ -74,9 +77,11 @@ def over_ssh(ctx: Context, t: Target) -> Iterable[Finding]:
         yield problem("ssh", t.fqdn, f"SSH login failed: {proc.stderr.strip()[-200:]}",
                       f"is {t.fqdn} up and its SSH port open to this machine?")
         return
-    units_text, queue_text, disk_text, now_text = (proc.stdout.split(SEP + "\n") + ["", "", "", ""])[:4]
+    parts = (proc.stdout.split(SEP + "\n") + [""] * 5)[:5]
+    units_text, queue_text, disk_text, now_text, services_text = parts
     yield from units(t, [u for u in units_text.split() if u])
     if t.settings.is_mailserver:
+        yield from services(t, dict(line.split(" ", 1) for line in services_text.splitlines() if " " in line))
         now = int(now_text.strip() or time.time())
         yield from queue(t, queue_text, now)
         yield from disk(t, disk_text.strip())
@@ -89,6 +94,17 @@ def units(t: Target, failed: list[str]) -> Iterable[Finding]:
                       "fix the cause, then deploy again")
     else:
         yield ok("units", t.fqdn, "no failed systemd unit")
+
+
+def services(t: Target, states: dict[str, str]) -> Iterable[Finding]:
+    down = [f"{u} ({states.get(u, 'unknown')})" for u in MAIL_SERVICES if states.get(u) != "active"]
+    if down:
+        first = down[0].split()[0]
+        yield problem("services", t.fqdn, f"not running: {', '.join(down)}",
+                      f"ssh {t.fqdn} 'systemctl start {first}; systemctl status {first}'; if it does not stay up, "
+                      f"journalctl -u {first} -n 50, then deploy again")
+    else:
+        yield ok("services", t.fqdn, f"running: {', '.join(MAIL_SERVICES)}")
 
 
 def queue(t: Target, text: str, now: int) -> Iterable[Finding]:

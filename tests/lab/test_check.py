@@ -31,7 +31,7 @@ def test_check_is_green_then_names_each_breakage(lab, deployed):
     run = check_production()
     assert run.returncode == 0, f"check is not green on the fresh lab:\n{_summary(run)}"
     seen = {f["check"] for f in run.json["findings"]}
-    assert {"dns", "ptr", "tls", "mta-sts", "relay", "trap", "units", "queue", "disk"} <= seen, seen
+    assert {"dns", "ptr", "tls", "mta-sts", "relay", "trap", "units", "services", "queue", "disk"} <= seen, seen
     print(f"green check: {run.seconds:.1f} s, {len(run.json['findings'])} findings")
 
     # 1. a DKIM TXT record changed at the provider behind mailstead's back
@@ -51,7 +51,8 @@ def test_check_is_green_then_names_each_breakage(lab, deployed):
         run = check_production()
         assert run.returncode == 1, _summary(run)
         named = {(f["check"], f["subject"]) for f in problems(run)}
-        assert ("tls", f"{FQDN}:25") in named and ("queue", FQDN) in named, _summary(run)
+        assert ("tls", f"{FQDN}:25") in named and ("services", FQDN) in named, _summary(run)
+        assert "opensmtpd (inactive)" in _summary(run), _summary(run)
     finally:
         lab.exec(HOST, "systemctl", "start", "opensmtpd")
     # 3. the MTA-STS policy not served
