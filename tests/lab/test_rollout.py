@@ -40,7 +40,7 @@ def test_rollout_gates_production_on_staging(lab, deployed, status):
     print(f"green rollout (no-op deploys): {run.seconds:.1f} s")
 
     ns = lab.names.host_netns("mail-staging")
-    rules = f"table inet {TABLE} {{ chain input {{ type filter hook input priority -10; tcp dport 25 drop; }} }}\n"
+    rules = f"table inet {TABLE} {{\n chain input {{\n  type filter hook input priority -10;\n  tcp dport 25 drop\n }}\n}}\n"
     subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, check=True)
     try:
         time.sleep(1.5)  # journal timestamps are whole seconds
