@@ -8,6 +8,8 @@
   check                the environment as the outside world sees it, plus failed units, queue and disk over
                        SSH (--env ENV, --json); exit 1 on a problem
   rollout              deploy staging, check it (+ a real round trip), then production and check it (--dry)
+  user add|passwd|remove|list, alias add|remove
+                       edit the environment's group_data, then deploy only OpenSMTPD's tables and Dovecot's users
   settings-reference   print the settings reference (Markdown); --write README.md updates the README
 """
 
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         from mailstead.check.cli import main as run
     elif command == "rollout":
         from mailstead.rollout import main as run
+    elif command == "user":
+        from mailstead.day2 import user_main as run
+    elif command == "alias":
+        from mailstead.day2 import alias_main as run
     elif command == "dkim":
         from mailstead.dkim import main as run
     elif command == "settings-reference":

@@ -244,13 +244,14 @@ class CommandRun:
         return json.loads(self.stdout)
 
 
-def mailstead_cmd(*args: str, timeout: int = 1800, env: dict | None = None) -> CommandRun:
+def mailstead_cmd(*args: str, timeout: int = 1800, env: dict | None = None,
+                  input_text: str | None = None) -> CommandRun:
     """`python -m mailstead ARGS --inventory tests/lab/inventory.py` from the repository root, in the lab's
-    outside world (`labctl net`), as an operator runs it from the deploy machine."""
+    outside world (`labctl net`), as an operator runs it from the deploy machine (``input_text``: its stdin)."""
     start = time.monotonic()
     proc = subprocess.run([LABCTL, "net", "--", sys.executable, "-m", "mailstead", *args,
                            "--inventory", LAB_INVENTORY], cwd=ROOT, env=dict(os.environ, **(env or {})),
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, input=input_text)
     return CommandRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)
 
 
