@@ -10,6 +10,8 @@
   rollout              deploy staging, check it (+ a real round trip), then production and check it (--dry)
   user add|passwd|remove|list, alias add|remove
                        edit the environment's group_data, then deploy only OpenSMTPD's tables and Dovecot's users
+  queue show|retry|remove --host HOST, logs --host HOST ID
+                       the mail queue (smtpctl) and one message's path through smtpd and Dovecot, over SSH
   settings-reference   print the settings reference (Markdown); --write README.md updates the README
 """
 
@@ -60,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         from mailstead.day2 import user_main as run
     elif command == "alias":
         from mailstead.day2 import alias_main as run
+    elif command == "queue":
+        from mailstead.mailops import queue_main as run
+    elif command == "logs":
+        from mailstead.mailops import logs_main as run
     elif command == "dkim":
         from mailstead.dkim import main as run
     elif command == "settings-reference":

@@ -37,7 +37,8 @@ def _login(lab, host, status, pw) -> str:
 def _deliver(lab, host, rcpt) -> str:
     t = token()
     proc = swaks(lab, "--server", host["ipv4"], "--from", "sender@outside.example", "--to", rcpt,
-                 "--header", f"Subject: day2 {t}", "--body", f"hello {t}")
+                 "--header", f"Subject: day2 {t}", "--header", f"Message-Id: <{t}@outside.example>",
+                 "--body", f"hello {t}")
     assert "250 2.0.0" in proc.stdout, proc.stdout
     return t
 
@@ -68,6 +69,13 @@ def test_user_add_passwd_and_alias_add(lab, deployed, status, mail_hosts):
         t = _deliver(lab, host, ALIAS)
         assert find_in_maildir(lab, "mail-staging", USER, t), "mail to the new alias did not reach its target"
         assert smtpd_pid(lab, "mail-staging") == pid, "smtpd restarted for a users/alias change"
+
+        # `logs` follows that message from its Message-ID through smtpd and Dovecot
+        run = mailstead_cmd("logs", "--host", "mail.staging.test", f"<{t}@outside.example>")
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "smtp connected" in run.stdout and f"to=<{ALIAS}>" in run.stdout, run.stdout
+        assert f"lmtp({USER})" in run.stdout and "saved mail to INBOX" in run.stdout, run.stdout
+        assert mailstead_cmd("queue", "show", "--host", "mail.staging.test").returncode == 0
     finally:
         GROUP_DATA.write_text(original)
         back = run_deploy("--limit", "staging", env={"MAILSTEAD_STAGES": "opensmtpd,dovecot"})
