@@ -1,4 +1,5 @@
-"""mailstead: `pyinfra inventory.py deploy.py` — base → tls → mail users → OpenSMTPD → Dovecot → dkim → web → dns.
+"""mailstead: `pyinfra inventory.py deploy.py` — base → tls → mail users → OpenSMTPD → Dovecot → dkim → web → backup
+→ dns.
 
 pyinfra runs this file once per host. Every stage is ``tasks.<stage>.deploy(settings, env, results)``: the
 host's validated Settings (the inventory already validated all of them before connecting), its environment's
@@ -12,7 +13,7 @@ from pyinfra import host, inventory
 
 from mailstead.inventory import environments
 from mailstead.settings import from_host
-from tasks import base, dkim, dns, dovecot, mailusers, nginx, opensmtpd, tls
+from tasks import backup, base, dkim, dns, dovecot, mailusers, nginx, opensmtpd, tls
 from tasks.common import Results
 
 settings = from_host(host)
@@ -22,7 +23,7 @@ results = Results()
 # The host's roles decide its stages, here and nowhere else; every stage has the same signature.
 stages = [base]
 if settings.is_mailserver:
-    stages += [tls, mailusers, opensmtpd, dovecot, dkim, nginx]
+    stages += [tls, mailusers, opensmtpd, dovecot, dkim, nginx, backup]
 stages.append(dns)  # planned on every host, applied by one host per environment (dns.is_dns_host)
 
 # MAILSTEAD_STAGES=opensmtpd,dovecot: only those of the host's stages (the day-2 commands' quick deploys)

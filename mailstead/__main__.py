@@ -12,6 +12,8 @@
                        edit the environment's group_data, then deploy only OpenSMTPD's tables and Dovecot's users
   queue show|retry|remove --host HOST, logs --host HOST ID
                        the mail queue (smtpctl) and one message's path through smtpd and Dovecot, over SSH
+  backup status|now, restore --host HOST [--user ADDRESS]
+                       restic backups of the mail hosts and restoring a host's mail store or one mailbox
   settings-reference   print the settings reference (Markdown); --write README.md updates the README
 """
 
@@ -66,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         from mailstead.mailops import queue_main as run
     elif command == "logs":
         from mailstead.mailops import logs_main as run
+    elif command == "backup":
+        from mailstead.backup import backup_main as run
+    elif command == "restore":
+        from mailstead.backup import restore_main as run
     elif command == "dkim":
         from mailstead.dkim import main as run
     elif command == "settings-reference":

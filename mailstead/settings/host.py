@@ -10,6 +10,7 @@ from typing import Any, Literal, Mapping
 from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
 
 from mailstead import policies
+from mailstead.settings.backup import Backup
 from mailstead.settings.check import Check
 from mailstead.settings.checks import _ip_check, _SemanticIssues, semantic_issues
 from mailstead.settings.errors import _CONTROL_RE, _show
@@ -128,6 +129,8 @@ class Settings(_Model):
     another user (ssh_user with _sudo): the check refuses it while the deploy logs in as root."""
     unattended_upgrades: StrictBool = True
     """Install and enable unattended-upgrades."""
+    backup: Backup = Field(default_factory=Backup)
+    """Backups with restic: {'repository': 'sftp:backup@backup.example.org:/srv/restic/{fqdn}', ...}."""
     check: Check = Field(default_factory=Check)
     """What `python -m mailstead check` looks at: {'dnsbl_zones': [...], 'cert_warn_days': 14, ...}."""
 

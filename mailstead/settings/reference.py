@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from mailstead.settings.errors import _py
 from mailstead.settings.fields import _DERIVED_KEYS
 from mailstead.settings.host import Settings
+from mailstead.settings.backup import Backup
 from mailstead.settings.check import Check
 from mailstead.settings.models import DNS_REQUIRED, DnsProvider, OpenSmtpd, Tls, User
 
@@ -78,7 +79,7 @@ def settings_reference_markdown() -> str:
     table(Settings)
     for title, model, prefix in (
         ("users[]", User, ""), ("dns", DnsProvider, "dns."), ("tls", Tls, "tls."),
-        ("opensmtpd", OpenSmtpd, "opensmtpd."), ("check", Check, "check."),
+        ("opensmtpd", OpenSmtpd, "opensmtpd."), ("backup", Backup, "backup."), ("check", Check, "check."),
     ):
         out.append(f"### `{title}`")
         out.append("")

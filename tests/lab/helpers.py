@@ -258,3 +258,17 @@ def mailstead_cmd(*args: str, timeout: int = 1800, env: dict | None = None,
 def problems(run: CommandRun) -> list[dict]:
     """The findings of `check --json` that are problems."""
     return [f for f in run.json["findings"] if f["status"] == "problem"]
+
+
+# ----------------------------------------------------------------------------- backups
+
+
+def authorize_backup_keys(lab, status) -> None:
+    """The lab's backup repository host (infra): an SFTP account `restic` (home /srv/restic) that accepts the
+    SSH keys the deploy keeps for each mail host (secrets/backup/<fqdn>.ssh-key.pub), as a real repository
+    host's administrator would set it up. Idempotent."""
+    keys = "".join(p.read_text() for p in sorted((Path(status["state_dir"]) / "secrets" / "backup").glob("*.pub")))
+    lab.exec("infra", "sh", "-c", "id restic >/dev/null 2>&1 || useradd -M -d /srv/restic -s /bin/sh restic; "
+             "install -d -o restic -g restic -m 700 /srv/restic /srv/restic/.ssh; "
+             "cat > /srv/restic/.ssh/authorized_keys; chown restic:restic /srv/restic/.ssh/authorized_keys; "
+             "chmod 600 /srv/restic/.ssh/authorized_keys", input=keys)

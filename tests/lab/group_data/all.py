@@ -22,3 +22,6 @@ resolver_insecure_domains = ["test"]
 # `python -m mailstead check`: the lab's outside world has no DNS blocklist to ask (its resolver answers .test
 # names only)
 check = {"dnsbl_zones": []}
+# Backups of the lab's mail hosts go to an SFTP repository on the infra host (the tests authorize each host's
+# key there: tests/lab/helpers.py authorize_backup_keys)
+backup = {"repository": "sftp:restic@infra.lab.test:/srv/restic/{fqdn}"}
