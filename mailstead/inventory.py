@@ -33,18 +33,21 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .settings import (
+    ENVIRONMENT_WIDE_FIELDS,
     EnvironmentSettings,
     Issue,
     Settings,
     SettingsError,
+    build_environment,
     collect_issues,
+    environment_data,
+    environment_wide_message,
     from_host,
-    environment_issues,
     is_data_value,
 )
 
-__all__ = ["check", "environments", "load_environment", "load_environment_settings", "load_group_data",
-           "load_inventory", "SettingsError"]
+__all__ = ["check", "check_environments", "environments", "load_environment", "load_environment_settings",
+           "load_group_data", "load_inventory", "SettingsError"]
 
 NO_HOSTS = ("lists no hosts: add your servers to mailservers/spamtraps and staging/production, "
             "see README 'Real servers: quick start'")
@@ -155,7 +158,7 @@ def check(
     base_dir: str | os.PathLike | None = None,
     inventory_file: str | os.PathLike | None = None,
 ) -> dict[str, Settings]:
-    """Validate every host of an inventory; return {host name: Settings}.
+    """Validate every host and every environment of an inventory; return {host name: Settings}.
 
     ``groups``: group name -> list of hosts (names or (name, data) tuples) or (hosts, data), exactly as
     inventory.py defines them; dict order is precedence (later groups win, like pyinfra); an ``all``
@@ -167,6 +170,16 @@ def check(
     Raises SettingsError listing every problem with the file it came from; an inventory without hosts is
     one of them.
     """
+    return check_environments(groups, base_dir=base_dir, inventory_file=inventory_file or _caller_file())[0]
+
+
+def check_environments(
+    groups: Mapping[str, Any],
+    *,
+    base_dir: str | os.PathLike | None = None,
+    inventory_file: str | os.PathLike | None = None,
+) -> tuple[dict[str, Settings], dict[str, EnvironmentSettings]]:
+    """check(), returning ({host name: Settings}, {environment name: EnvironmentSettings})."""
     caller_file = _caller_file()
     if base_dir is not None:
         root = Path(base_dir).resolve()
@@ -232,7 +245,8 @@ def check(
                     issues.append(Issue(label, "", f"no inventory group is named {stem!r}, so this file applies "
                                                    f"to no host; did you mean {label[:-len(stem) - 3]}{close[0]}.py?"))
 
-    def layered(name: str, host_groups: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    def layered(groups: list[str], host: str | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+        """The data of the all group, then of ``groups`` in order, then of ``host``, with the file of each key."""
         data: dict[str, Any] = {}
         src: dict[str, str] = {}
 
@@ -244,11 +258,12 @@ def check(
         put(all_inline, f"the all group's data in {inv_label}")
         for label, layer in files.get("all", []):
             put(layer, label)
-        for g in host_groups:
+        for g in groups:
             put(group_inline.get(g, {}), f"the {g} group's data in {inv_label}")
             for label, layer in files.get(g, []):
                 put(layer, label)
-        put(host_tuple_data.get(name, {}), f"host data of {name} in {inv_label}")
+        if host is not None:
+            put(host_tuple_data.get(host, {}), f"host data of {host} in {inv_label}")
         return data, src
 
     if issues:  # a file that does not load: report that alone (the rest would be noise)
@@ -258,7 +273,7 @@ def check(
     sources: dict[str, dict[str, str]] = {}
     for name in all_hosts:
         host_groups = [g for g, names in group_hosts.items() if name in names]
-        data, src = layered(name, host_groups)
+        data, src = layered(host_groups, name)
         settings, host_issues = collect_issues(name, host_groups, data, src)
         issues.extend(host_issues)
         if settings is not None:
@@ -276,13 +291,30 @@ def check(
                                                                f"({s.environment}, {', '.join(others)}); keep "
                                                                "staging and production host lists disjoint",
                                 [name]))
-    if not issues:  # environment-wide checks need every host's settings
-        for env, hosts in envs.items():
-            issues.extend(environment_issues(hosts, sources))
+            continue
+        # an environment-wide key in a role's, another group's or a host's data would not reach the environment
+        # (it reads group_data/all.py and group_data/<environment>.py only): say so, for every such layer
+        groups_of = [g for g in s.groups if g in group_hosts and g != s.environment]
+        per_host = [(f"the {g} group's data in {inv_label}", group_inline.get(g, {})) for g in groups_of]
+        per_host += [(label, layer) for g in groups_of for label, layer in files.get(g, [])]
+        per_host.append((f"host data of {name} in {inv_label}", host_tuple_data.get(name, {})))
+        for label, layer in per_host:
+            for key in sorted(set(layer) & set(ENVIRONMENT_WIDE_FIELDS)):
+                issues.append(Issue(label, key, environment_wide_message(s.environment), [name]))
+    built: dict[str, EnvironmentSettings] = {}
+    complete = not issues  # with a bad host, the environment's own values are still checked (all_hosts)
+    for env, hosts in envs.items():
+        data, src = layered([env])
+        try:
+            built[env] = build_environment(env, {k: v for k, v in data.items() if k in ENVIRONMENT_WIDE_FIELDS},
+                                           src, hosts, sources,
+                                           all_hosts=None if complete else group_hosts.get(env, []))
+        except SettingsError as e:
+            issues.extend(e.issues)
 
     if issues:
         raise SettingsError(issues, before_connect=True)
-    return result
+    return result, built
 
 
 def load_inventory(inventory_path: str | os.PathLike = "inventory.py"):
@@ -302,14 +334,15 @@ def load_inventory(inventory_path: str | os.PathLike = "inventory.py"):
 
 
 def environments(inventory: Any) -> dict[str, EnvironmentSettings]:
-    """{environment name: EnvironmentSettings} of a pyinfra inventory: every host it lists (``--limit`` does not
-    narrow it), each with the settings pyinfra gives it (from_host). deploy.py passes the inventory
-    pyinfra was given; the deploy machine's commands pass load_inventory(--inventory)."""
+    """{environment name: EnvironmentSettings} of a pyinfra inventory: each environment's own data
+    (group_data/all.py and group_data/<environment>.py) and every host it lists (``--limit`` does not narrow it),
+    each with the settings pyinfra gives it (from_host). deploy.py passes the inventory pyinfra was given; the
+    deploy machine's commands pass load_inventory(--inventory)."""
     by_env: dict[str, list[Settings]] = {}
     for h in inventory:
         s = from_host(h)
         by_env.setdefault(s.environment, []).append(s)
-    return {env: EnvironmentSettings.from_hosts(hosts) for env, hosts in by_env.items()}
+    return {env: build_environment(env, *environment_data(inventory, env), hosts) for env, hosts in by_env.items()}
 
 
 def load_environment(env: str, inventory_path: str | os.PathLike = "inventory.py") -> list[Settings]:
@@ -324,6 +357,9 @@ def load_environment(env: str, inventory_path: str | os.PathLike = "inventory.py
 
 
 def load_environment_settings(env: str, inventory_path: str | os.PathLike = "inventory.py") -> EnvironmentSettings:
-    """EnvironmentSettings.from_hosts(load_environment(env, inventory_path))."""
-    hosts = load_environment(env, inventory_path)
-    return EnvironmentSettings.from_hosts(hosts)
+    """The EnvironmentSettings of one environment of an inventory file (no pyinfra run, no SSH)."""
+    found = environments(load_inventory(inventory_path))
+    if env not in found:
+        raise SettingsError([Issue(str(inventory_path), "", f"no host has environment {env!r}; known "
+                                                          f"environments: {', '.join(sorted(found)) or 'none'}")])
+    return found[env]

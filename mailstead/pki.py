@@ -49,16 +49,17 @@ class HostCert:
         return self.cert_pem + self.ca_pem
 
 
-def ca_dir(settings) -> Path:
-    return secrets.lab_ca_dir(settings.secrets_dir, settings.tls.lab_ca_dir)
+def ca_dir(settings, env) -> Path:
+    """The lab CA's directory: the host's tls.lab_ca_dir, or lab-ca/ in the environment's secrets_dir."""
+    return secrets.lab_ca_dir(env.secrets_dir, settings.tls.lab_ca_dir)
 
 
-def host_names(settings) -> list[str]:
+def host_names(settings, env) -> list[str]:
     """DNS names the host's certificate covers: its own name (the MX / IMAP / submission host name) and, on
     mail servers, the per-domain web names the DNS stage points at the mail hosts (mta-sts., autoconfig.)."""
     names = [settings.fqdn]
     if settings.is_mailserver:
-        for d in settings.domains:
+        for d in env.domains:
             names += [f"mta-sts.{d}", f"autoconfig.{d}"]
     return list(dict.fromkeys(n.lower().rstrip(".") for n in names))
 

@@ -34,10 +34,10 @@ def gate(inventory, environment: str, round_trip_too: bool) -> list[Finding]:
     """The findings of `check` for one environment, plus the round trip on each of its mail hosts."""
     findings = check_environment(inventory, environment)
     if round_trip_too:
-        from mailstead.settings import EnvironmentSettings
+        from mailstead.inventory import environments
 
         targets = targets_of(inventory, environment)
-        env = EnvironmentSettings.from_hosts([t.settings for t in targets])
+        env = environments(inventory)[environment]
         ctx = Context(env=env, targets=targets, ca_files=trusted_cas(env, []))
         for t in ctx.mail_targets:
             findings += list(round_trip(ctx, t))

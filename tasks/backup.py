@@ -33,10 +33,10 @@ def deploy(settings, env, results) -> None:
     apt.packages(name="restic", packages=["restic"])
     files.directory(name=f"backup: {CONF_DIR}", path=CONF_DIR, user="root", group="root", mode="700")
     files.directory(name="backup: restic cache", path="/var/cache/restic", user="root", group="root", mode="700")
-    made = backup_secrets(settings.secrets_dir, fqdn, create=not dry_run())
+    made = backup_secrets(env.secrets_dir, fqdn, create=not dry_run())
     if made is None:
         would_create(f"the backup password and SSH key of {fqdn} in "
-                     f"{secrets.backup_password_file(settings.secrets_dir, fqdn).parent}")
+                     f"{secrets.backup_password_file(env.secrets_dir, fqdn).parent}")
     else:
         password, key, _ = made
         checked_file(name="backup: repository password", dest=f"{CONF_DIR}/password", content=password, mode="600")

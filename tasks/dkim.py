@@ -35,10 +35,11 @@ def _group() -> str:
     return "_rspamd" if "_rspamd" in (host.get_fact(Groups) or []) else "root"
 
 
-def signing_selectors(settings) -> dict[str, list[tuple[str, str]]]:
+def signing_selectors(env) -> dict[str, list[tuple[str, str]]]:
+    """domain -> [(selector, key path on the host)] of the keys a signer uses now."""
     return {
-        d: [(k.selector, key_path(d, k.selector)) for k in dkim.active_keys(settings.secrets_dir, d)]
-        for d in settings.domains
+        d: [(k.selector, key_path(d, k.selector)) for k in dkim.active_keys(env.secrets_dir, d)]
+        for d in env.domains
     }
 
 
@@ -52,14 +53,14 @@ def deploy(settings, env, results) -> None:
                         mode="750"),
     ]
     dry = dry_run()
-    for domain in settings.domains:
+    for domain in env.domains:
         if dry:  # make nothing on the deploy machine: say what the real run makes, install what exists
-            for p in dkim.planned_keys(settings.secrets_dir, domain):
+            for p in dkim.planned_keys(env.secrets_dir, domain):
                 would_create(f"the DKIM {p.algorithm} key {p.selector} of {domain} in "
-                             f"{secrets.dkim_dir(settings.secrets_dir, domain)}")
-            keys = dkim.keys(settings.secrets_dir, domain)
+                             f"{secrets.dkim_dir(env.secrets_dir, domain)}")
+            keys = dkim.keys(env.secrets_dir, domain)
         else:
-            keys = dkim.ensure_keys(settings.secrets_dir, domain, settings.dkim_rsa_bits)
+            keys = dkim.ensure_keys(env.secrets_dir, domain, env.dkim_rsa_bits)
         for k in keys:
             dest = key_path(domain, k.selector)
             if k.published:

@@ -31,20 +31,21 @@ def _quota(q: str | None) -> str | None:
     return q  # '2G', '500M': Dovecot's size syntax accepts these as they are
 
 
-def users_file(settings) -> str:
+def users_file(env) -> str:
+    """Dovecot's passwd-file: the environment's users with their hashes and quotas."""
     lines = []
-    for u in settings.users:
+    for u in env.users:
         extra = f"userdb_quota_storage_size={_quota(u.quota)}" if u.quota else ""
         lines.append(f"{u.address}:{u.password_hash}::::::{extra}\n")
     return "".join(lines)
 
 
-def dovecot_conf(settings, extra_settings: list[str] = ()) -> str:
+def dovecot_conf(settings, env, extra_settings: list[str] = ()) -> str:
     return render(
         "dovecot/dovecot.conf.j2",
         listen="*, ::" if settings.ipv6 else "*",
         fqdn=settings.fqdn,
-        postmaster=settings.admin_email,
+        postmaster=env.admin_email,
         extra_settings=list(extra_settings or []),
         tls_cert=tls.CERT_PATH,
         tls_key=tls.KEY_PATH,
@@ -63,12 +64,12 @@ def deploy(settings, env, results) -> None:
     config names (vmail, smtpd's user) come from the mailusers stage, which runs before this one."""
     packages = apt.packages(name="Dovecot 2.4 (IMAP, LMTP, Sieve, ManageSieve, flatcurve)", packages=PACKAGES,
                             no_recommends=True)
-    users = checked_file(name="Dovecot users (passwd-file)", dest=USERS_FILE, content=users_file(settings),
+    users = checked_file(name="Dovecot users (passwd-file)", dest=USERS_FILE, content=users_file(env),
                          mode="640", user="root", group="dovecot", restarts=AUTH_CACHE_MARKER, secret=True)
     conf = checked_file(
         name="dovecot.conf (checked with doveconf -n)",
         dest=CONFIG,
-        content=dovecot_conf(settings, results.dovecot_settings),
+        content=dovecot_conf(settings, env, results.dovecot_settings),
         check="doveconf -n -c {staged} >/dev/null",
         mode="644",
         user="root",

@@ -45,7 +45,7 @@ def deploy(settings, env, results) -> None:
         default_site,
         files.directory(name=f"nginx: {WEBROOT}", path=WEBROOT, user="root", group="root", mode="755"),
     ]
-    for d in settings.domains:
+    for d in env.domains:
         for sub in (".well-known", "mail"):
             files.directory(name=f"nginx: {WEBROOT}/{d}/{sub}", path=f"{WEBROOT}/{d}/{sub}", user="root",
                             group="root", mode="755")
@@ -58,7 +58,7 @@ def deploy(settings, env, results) -> None:
         name="nginx: mailstead.conf (checked with nginx -t)",
         dest=CONF,
         src="nginx/mailstead.conf.j2",
-        context={"domains": settings.domains, "cert": CERT_PATH, "key": KEY_PATH, "webroot": WEBROOT},
+        context={"domains": env.domains, "cert": CERT_PATH, "key": KEY_PATH, "webroot": WEBROOT},
         check=_check_command(),
         mode="644",
         restarts="nginx",

@@ -122,10 +122,10 @@ def build_stamp(settings) -> str:
 # ----------------------------------------------------------------------------- tables
 
 
-def _owned_senders(settings) -> dict[str, list[str]]:
+def _owned_senders(env) -> dict[str, list[str]]:
     """login → addresses it may use in MAIL FROM: its own, plus alias addresses whose targets include it."""
-    out: dict[str, list[str]] = {u.address: [u.address] for u in settings.users}
-    for source, targets in settings.effective_aliases.items():
+    out: dict[str, list[str]] = {u.address: [u.address] for u in env.users}
+    for source, targets in env.effective_aliases.items():
         if source.startswith("@"):
             continue
         for t in targets:
@@ -145,42 +145,44 @@ def uses_dovecot_auth(settings) -> bool:
     return settings.opensmtpd.source != "package"
 
 
-def credentials(settings) -> str:
+def credentials(env) -> str:
     lines = []
-    for u in settings.users:
+    for u in env.users:
         for scheme in CRYPT_SCHEMES:
             if u.password_hash.startswith(scheme):
                 lines.append(f"{u.address} {u.password_hash[len(scheme):]}\n")
     return "# Managed by mailstead (tasks/opensmtpd.py): package mode only\n" + "".join(lines)
 
 
-def tables(settings) -> dict[str, str]:
-    boxes = {u.address for u in settings.users}
+def tables(settings, env) -> dict[str, str]:
+    """The smtpd tables: the environment's domains, users and aliases; the credentials table only where the
+    host's OpenSMTPD checks passwords itself (package mode)."""
+    boxes = {u.address for u in env.users}
     virt = [f"{a} {VMAIL_USER}" for a in sorted(boxes)]
     catchall = []
-    for source, targets in sorted(settings.effective_aliases.items()):
+    for source, targets in sorted(env.effective_aliases.items()):
         line = f"{source} {', '.join(targets)}"
         (catchall if source.startswith("@") else virt).append(line)
-    recipients = sorted(boxes | set(settings.effective_aliases))
-    senders = [f"{login} {', '.join(addrs)}" for login, addrs in sorted(_owned_senders(settings).items())]
-    local_aliases = [f"{name}: {settings.admin_email}" for name in
+    recipients = sorted(boxes | set(env.effective_aliases))
+    senders = [f"{login} {', '.join(addrs)}" for login, addrs in sorted(_owned_senders(env).items())]
+    local_aliases = [f"{name}: {env.admin_email}" for name in
                      ("root", "postmaster", "abuse", "mailer-daemon", "nobody", "hostmaster", "webmaster")]
     head = "# Managed by mailstead (tasks/opensmtpd.py)\n"
-    out = {} if uses_dovecot_auth(settings) else {"credentials": credentials(settings)}
+    out = {} if uses_dovecot_auth(settings) else {"credentials": credentials(env)}
     return out | {
-        "domains": head + "".join(f"{d}\n" for d in settings.domains),
+        "domains": head + "".join(f"{d}\n" for d in env.domains),
         "virtuals": head + "".join(f"{line}\n" for line in virt + catchall),
         "recipients": head + "".join(f"{a}\n" for a in recipients),
         "sendermap": head + "".join(f"{line}\n" for line in senders),
         "aliases": head + "".join(f"{line}\n" for line in local_aliases),
-        "ownsenders": own_senders(settings),
+        "ownsenders": own_senders(env),
     }
 
 
-def own_senders(settings) -> str:
+def own_senders(env) -> str:
     """Table of our domains as MAIL FROM patterns (`@domain`): on port 25 (no AUTH there) a sender in them is
     refused at MAIL FROM - only our authenticated users send as our domains."""
-    return "# Managed by mailstead (tasks/opensmtpd.py)\n" + "".join(f"@{d}\n" for d in settings.domains)
+    return "# Managed by mailstead (tasks/opensmtpd.py)\n" + "".join(f"@{d}\n" for d in env.domains)
 
 
 def builtin_filters(settings) -> list[SmtpdFilter]:
@@ -335,14 +337,14 @@ def deploy(settings, env, results) -> None:
 
     files.directory(name="smtpd tables directory", path=TABLES_DIR, user="root", group="root", mode="755")
     table_ops = []
-    for name, content in tables(settings).items():
+    for name, content in tables(settings, env).items():
         table_ops.append(checked_file(name=f"smtpd table {name}", dest=f"{TABLES_DIR}/{name}", content=content,
                                       restarts=table_marker(name), secret=table_is_secret(name),
                                       **table_owner(name, lay)))
     if uses_dovecot_auth(settings):
         absent_file(name="no credentials table (AUTH goes to Dovecot)", path=f"{TABLES_DIR}/credentials")
     else:
-        skipped = [u.address for u in settings.users if not u.password_hash.startswith(CRYPT_SCHEMES)]
+        skipped = [u.address for u in env.users if not u.password_hash.startswith(CRYPT_SCHEMES)]
         if skipped:
             host.noop(f"SMTP AUTH unavailable with the opensmtpd package for {', '.join(skipped)} "
                       "(ARGON2ID hash; use source = 'debian-archive' or a {BLF-CRYPT} hash)")
@@ -357,11 +359,11 @@ def deploy(settings, env, results) -> None:
     )
     enable_and_start(lay.service)
     # a restart reads every table anew: it settles the tables' markers too
-    markers = [table_marker(name) for name in tables(settings)]
+    markers = [table_marker(name) for name in tables(settings, env)]
     restart = restart_if(lay.service, conf, *install_ops, *results.tls_changed, marker="opensmtpd", clears=markers,
                          name="Restart OpenSMTPD after a change")
     # table-only changes: reload the tables in place (no restart, sessions and queue runners keep going)
-    for name, op in zip(tables(settings), table_ops):
+    for name, op in zip(tables(settings, env), table_ops):
         table = TABLE_NAMES[name]
         run_pending(name=f"Reload smtpd table {table}", marker=table_marker(name), ops=(op,),
                     command=f"{lay.smtpctl} update table {table}", _if=lambda: not restart.did_change())

@@ -50,7 +50,7 @@ def deploy(settings, env, results) -> None:
     ops: list = []
     if settings.tls.mode == "lab":
         dry = dry_run()
-        cert = pki.host_cert(pki.ca_dir(settings), settings.fqdn, pki.host_names(settings), settings.addresses,
+        cert = pki.host_cert(pki.ca_dir(settings, env), settings.fqdn, pki.host_names(settings, env), settings.addresses,
                              write=not dry)
         if dry and cert.created:  # nothing made on the deploy machine, so nothing to upload yet
             for what in cert.created:

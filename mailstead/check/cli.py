@@ -35,7 +35,7 @@ def trusted_cas(env: Any, extra: list[str]) -> list[str]:
     out = list(extra)
     for h in env.hosts:
         if h.tls.mode == "lab":
-            ca = secrets.ca_cert_file(secrets.lab_ca_dir(h.secrets_dir, h.tls.lab_ca_dir))
+            ca = secrets.ca_cert_file(secrets.lab_ca_dir(env.secrets_dir, h.tls.lab_ca_dir))
             if str(ca) not in out:
                 out.append(str(ca))
     return out
@@ -44,10 +44,10 @@ def trusted_cas(env: Any, extra: list[str]) -> list[str]:
 def check_environment(inventory: Any, environment: str, ssh: bool = True, ca_files: list[str] | None = None,
                       timeout: float = 10.0) -> list[Finding]:
     """Every finding of one environment (the rollout uses this too)."""
-    from mailstead.settings import EnvironmentSettings
+    from mailstead.inventory import environments
 
     targets = targets_of(inventory, environment)
-    env = EnvironmentSettings.from_hosts([t.settings for t in targets])
+    env = environments(inventory)[environment]
     ctx = Context(env=env, targets=targets, ca_files=trusted_cas(env, ca_files or []), ssh=ssh, timeout=timeout)
     return run_checks(ctx)
 

@@ -9,8 +9,20 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from mailstead.settings.checks import _SemanticIssues, ssh_lockout_issues
+from mailstead.settings.environment import (
+    HOSTS_VIEW_FIELDS,
+    EnvironmentSettings,
+    environment_issues,
+    hosts_view,
+)
 from mailstead.settings.errors import Issue, SettingsError
-from mailstead.settings.fields import _DERIVED_KEYS, _PLAINTEXT_KEYS, PYINFRA_KEY_PREFIXES, ROLES
+from mailstead.settings.fields import (
+    _DERIVED_KEYS,
+    _PLAINTEXT_KEYS,
+    ENVIRONMENT_WIDE_FIELDS,
+    PYINFRA_KEY_PREFIXES,
+    ROLES,
+)
 from mailstead.settings.host import Settings
 from mailstead.settings.messages import _issue_from_error
 
@@ -27,6 +39,11 @@ def is_pyinfra_key(key: str) -> bool:
     """pyinfra's own keys (connector data such as ssh_user, global arguments such as _sudo), which the settings
     leave alone; a setting of ours that shares a prefix (ssh_allow_root_keys) is not one of them."""
     return key.startswith(PYINFRA_KEY_PREFIXES) and key not in Settings.model_fields
+
+
+def environment_wide_message(environment: str) -> str:
+    return (f"is environment-wide (the same for every host of the environment): set it once in "
+            f"group_data/{environment}.py (or group_data/all.py), not per role or per host")
 
 
 def _host_sources(host: Any) -> dict[str, str]:
@@ -77,6 +94,8 @@ def collect_issues(
                                                f"group_data; remove {key} and add the host to the mailservers "
                                                "or spamtraps group", [name]))
             continue
+        if key in ENVIRONMENT_WIDE_FIELDS:
+            continue  # the environment's own (build_environment); check() refuses it outside its files
         clean[key] = value
     clean.setdefault("fqdn", name)
     clean["groups"] = tuple(groups)
@@ -93,7 +112,7 @@ def collect_issues(
             loc = tuple(err.get("loc", ()))
             if err.get("type") == "missing" and loc[-1:] == ("password_hash",) and loc[:-1] in plaintext:
                 continue  # the plaintext-password message already says what to write
-            issues.append(_issue_from_error(err, clean, src, name))
+            issues.append(_issue_from_error(err, clean, src, [name]))
         return None, issues
     except _SemanticIssues as e:
         for path, msg in e.issues:
@@ -116,3 +135,51 @@ def from_host(host: Any) -> Settings:
     data = host.data.dict()
     sources = _host_sources(host)
     return build_settings(host.name, list(host.groups), data, sources)
+
+
+def build_environment(
+    name: str, data: Mapping[str, Any], sources: Mapping[str, str], hosts: list[Settings],
+    host_sources: Mapping[str, Mapping[str, str]] | None = None, *, all_hosts: list[str] | None = None,
+) -> EnvironmentSettings:
+    """Validate one environment's settings: the environment-wide keys of ``data`` (its group_data/all.py and
+    group_data/<name>.py merged; other keys are the hosts' business) and what its ``hosts`` add. ``sources``
+    (key -> file) names the file of a bad value. Raises SettingsError.
+
+    ``all_hosts``: the names of every host of the environment when some of them are not in ``hosts`` (their own
+    settings are bad): the environment's values are still checked, so all problems are reported at once, but
+    not what needs every host (the MX list, a mail host present)."""
+    if all_hosts is None:
+        issues = environment_issues(name, hosts, host_sources or {})
+        if issues:
+            raise SettingsError(issues)
+    clean = {k: v for k, v in data.items() if k in ENVIRONMENT_WIDE_FIELDS}
+    clean.update(hosts_view(hosts), environment=name)
+    fqdns = all_hosts if all_hosts is not None else [h.fqdn for h in hosts]
+
+    def src(key: str) -> str:
+        return sources.get(key, f"group_data/{name}.py")
+
+    try:
+        return EnvironmentSettings.model_validate(clean)
+    except ValidationError as e:
+        raise SettingsError([_issue_from_error(err, clean, src, fqdns, root=EnvironmentSettings)
+                             for err in e.errors(include_url=False) if err.get("loc", ("",))[0]
+                             not in HOSTS_VIEW_FIELDS]) from None
+    except _SemanticIssues as e:
+        raise SettingsError([Issue(src(re.split(r"[.\[]", path, maxsplit=1)[0]), path, msg, fqdns)
+                             for path, msg in e.issues]) from None
+
+
+def environment_data(inventory: Any, name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The environment-wide data of environment ``name`` in a pyinfra inventory, and where each key comes from:
+    group_data/all.py, then group_data/<name>.py, then pyinfra's --data option (the later wins)."""
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for label, layer in (("group_data/all.py", inventory.get_data()),
+                         (f"group_data/{name}.py", inventory.get_group_data(name)),
+                         ("the --data command-line option", inventory.get_override_data())):
+        for key, value in (layer or {}).items():
+            if key in ENVIRONMENT_WIDE_FIELDS:
+                data[key] = value
+                sources[key] = label
+    return data, sources

@@ -1,4 +1,4 @@
-"""Cross-field checks of one host's settings (values that are fine alone but not together)."""
+"""Cross-field checks of one host's settings and of one environment's (values that are fine alone but not together)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from mailstead.settings.errors import _show
 from mailstead.settings.fields import ROLES, _Bad, _ip_literal, _plain
 from mailstead.settings.models import DNS_REQUIRED
 
-if TYPE_CHECKING:  # annotations only: host.py runs these checks
+if TYPE_CHECKING:  # annotations only: host.py and environment.py run these checks
+    from mailstead.settings.environment import EnvironmentSettings
     from mailstead.settings.host import Settings
 
 
@@ -47,7 +48,6 @@ def _ip_check(value: Any, family: int) -> Any:
 def semantic_issues(s: Settings) -> list[tuple[str, str]]:
     """Cross-field problems of one host's settings: [(field path, message)]."""
     issues: list[tuple[str, str]] = []
-    domains = set(s.domains)
     groups = set(s.groups)
 
     # roles and environment (only meaningful when built with the host's groups)
@@ -79,6 +79,14 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
     if s.roles and s.ipv4 is None and s.ipv6 is None:
         issues.append(("ipv4", "the host has no address for its A/AAAA records; write ipv4 = '198.51.100.10' "
                                "(and/or ipv6) in its host data in inventory.py"))
+
+    return issues
+
+
+def environment_semantic_issues(s: EnvironmentSettings) -> list[tuple[str, str]]:
+    """Cross-field problems of one environment's settings: [(field path, message)]."""
+    issues: list[tuple[str, str]] = []
+    domains = set(s.domains)
 
     # users
     seen: dict[str, str] = {}
@@ -130,7 +138,8 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
     if s.users and adom in domains and s.admin_email not in seen and s.admin_email not in s.aliases:
         issues.append(("admin_email", f"{s.admin_email!r} is a local address that is neither a mailbox nor an "
                                       "alias, so reports to it would bounce; add a user or an alias for it"))
-    for name, value in (("tls_rpt_email", s.tls_rpt_email), ("tls.acme_email", s.tls.acme_email)):
+    contacts = [("tls_rpt_email", s.tls_rpt_email)] + [("tls.acme_email", h.tls.acme_email) for h in s.hosts]
+    for name, value in dict.fromkeys(contacts):
         if value and value != s.admin_email:
             d = value.rsplit("@", 1)[1]
             if s.users and d in domains and value not in seen and value not in s.aliases:

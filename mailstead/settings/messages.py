@@ -8,8 +8,17 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel
 
+from mailstead.settings.environment import EnvironmentSettings
 from mailstead.settings.errors import Issue, _py, _show
-from mailstead.settings.fields import _DERIVED_KEYS, _ENV_RE, _PLAINTEXT_KEYS, HASH_FIX, ROLES, SECRETISH
+from mailstead.settings.fields import (
+    _DERIVED_KEYS,
+    _ENV_RE,
+    _PLAINTEXT_KEYS,
+    ENVIRONMENT_WIDE_FIELDS,
+    HASH_FIX,
+    ROLES,
+    SECRETISH,
+)
 from mailstead.settings.host import Settings
 from mailstead.settings.models import DnsProvider, OpenSmtpd, Tls, User
 
@@ -26,9 +35,9 @@ def _field_path(loc: tuple) -> str:
     return out
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
+def _model_at(loc: tuple, root: type[BaseModel] = Settings) -> type[BaseModel] | None:
     """The model class that owns the last key of loc."""
-    model: Any = Settings
+    model: Any = root
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -128,7 +137,11 @@ _ELEMENT_EXAMPLES = {
 }
 
 
-def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any, host: str) -> Issue:
+def _issue_from_error(
+    err: Mapping[str, Any], data: Mapping[str, Any], src: Any, hosts: list[str], root: type[BaseModel] = Settings,
+) -> Issue:
+    """One pydantic error of ``root`` (a host's Settings or an EnvironmentSettings) as an Issue; ``src(key)`` names
+    the file of a top-level key, ``hosts`` are the hosts it concerns."""
     loc = tuple(err.get("loc", ()))
     etype = err.get("type", "")
     msg = err.get("msg", "")
@@ -139,7 +152,7 @@ def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any,
         label = "inventory.py"
     path = _field_path(loc)
     key = str(loc[-1]) if loc else ""
-    model = _model_at(loc) if loc else Settings
+    model = _model_at(loc, root) if loc else root
     sub = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
 
     if etype in ("value_error", "mailstead_value"):
@@ -150,10 +163,10 @@ def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any,
             text = f"{ctx.get('text', msg)}; {_value_fix(loc, model, key, ctx.get('example', repr('...')))}"
         if top in ("ipv4", "ipv6", "fqdn") and "host data" not in label:
             text += " (per-host values belong in the host data in inventory.py)"
-        return Issue(label, path, text, [host])
+        return Issue(label, path, text, hosts)
 
     if etype == "extra_forbidden":
-        return Issue(label, path, _unknown_key_message(model, key, loc, value), [host])
+        return Issue(label, path, _unknown_key_message(model, key, loc, value), hosts)
 
     if etype == "missing":
         env = data.get("environment")
@@ -168,7 +181,7 @@ def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any,
             else:
                 text = ("is missing; write environment = '<name>' in group_data/<name>.py (e.g. production) and "
                         "put the host in that group in inventory.py")
-            return Issue(env_file, "environment", text, [host])
+            return Issue(env_file, "environment", text, hosts)
         if key == "domains":
             text = f"is missing; write domains = ['example.org'] in {env_file}"
         elif key == "admin_email":
@@ -176,10 +189,10 @@ def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any,
         else:
             text = f"is missing; write {key} = {_example(model, key)}"
         owner = sub.split(".")[0] if sub else ""
-        return Issue(src(owner) if owner else env_file, path, text, [host])
+        return Issue(src(owner) if owner else env_file, path, text, hosts)
 
     if etype == "too_short" and key == "domains":
-        return Issue(label, path, "is empty; list at least one mail domain: domains = ['example.org']", [host])
+        return Issue(label, path, "is empty; list at least one mail domain: domains = ['example.org']", hosts)
 
     if etype == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
@@ -194,7 +207,7 @@ def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any,
         else:
             first = repr(choices[0]) if choices else "..."
             text = f"{_show(value)} is not allowed; {hint}write {key} = {first} (one of {expected})"
-        return Issue(label, path, text, [host])
+        return Issue(label, path, text, hosts)
 
     word = _TYPE_WORDS.get(etype)
     if word is None and etype.endswith("_type"):
@@ -209,13 +222,15 @@ def _issue_from_error(err: Mapping[str, Any], data: Mapping[str, Any], src: Any,
             fix = f"write {parent} = {{{key!r}: {example}}}"
         else:
             fix = f"write {key} = {_example(model, key)}"
-        return Issue(label, path, f"{shown} is not {word}; {fix}", [host])
-    return Issue(label, path, f"{_show(value)}: {msg}; write {key} = {_example(model, key)}", [host])
+        return Issue(label, path, f"{shown} is not {word}; {fix}", hosts)
+    return Issue(label, path, f"{_show(value)}: {msg}; write {key} = {_example(model, key)}", hosts)
 
 
 def _unknown_key_message(model: Any, key: str, loc: tuple, value: Any) -> str:
     names = list(getattr(model, "model_fields", {}).keys()) if model is not None else []
     names = [n for n in names if n not in _DERIVED_KEYS]
+    if model is Settings:  # a host's group_data may also hold the environment's keys
+        names += ENVIRONMENT_WIDE_FIELDS
     if model is User and key in _PLAINTEXT_KEYS:
         return "a plaintext password is not allowed; " + HASH_FIX
     if model is User and key == "aliases":
@@ -235,7 +250,10 @@ def _unknown_key_message(model: Any, key: str, loc: tuple, value: Any) -> str:
     if model is Settings and key in ("domain", "mail_domain", "mail_domains"):
         close = ["domains"]
     if close:
-        target = model.model_fields[close[0]] if model is not None and close[0] in names else None
+        known = dict(getattr(model, "model_fields", {}))
+        if model is Settings:
+            known.update(EnvironmentSettings.model_fields)
+        target = known.get(close[0])
         shown = _show(value)
         if target is not None and isinstance(value, str) and "list" in str(target.annotation):
             shown = _show([value])

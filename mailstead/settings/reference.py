@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
+from mailstead.settings.environment import HOSTS_VIEW_FIELDS, EnvironmentSettings
 from mailstead.settings.errors import _py
 from mailstead.settings.fields import _DERIVED_KEYS
 from mailstead.settings.host import Settings
@@ -58,7 +59,8 @@ def settings_reference_markdown() -> str:
         out.append("| key | type | default | meaning |")
         out.append("|---|---|---|---|")
         for name, f in model.model_fields.items():
-            if name in _DERIVED_KEYS and model is Settings:
+            if (name in _DERIVED_KEYS and model is Settings) or (
+                    model is EnvironmentSettings and name in HOSTS_VIEW_FIELDS + ("environment",)):
                 continue
             if f.is_required():
                 default = "required"
@@ -67,7 +69,7 @@ def settings_reference_markdown() -> str:
                 default = "`" + _py(d).replace("|", "\\|") + "`"
                 if isinstance(d, BaseModel):
                     default = "see below"
-                elif model is Settings and name == "dmarc":
+                elif model is EnvironmentSettings and name == "dmarc":
                     default = "see meaning"
             if model is Settings and name == "fqdn":
                 default = "inventory name"
@@ -76,6 +78,14 @@ def settings_reference_markdown() -> str:
             out.append(f"| `{prefix}{name}` | {ty} | {default} | {doc} |")
         out.append("")
 
+    out += ["### Environment-wide keys", "",
+            "Set once per environment, in `group_data/<environment>.py` (or `group_data/all.py` for all of them): "
+            "the same for every host of the environment. The check refuses them in a role's file "
+            "(`group_data/mailservers.py`) or in host data.", ""]
+    table(EnvironmentSettings)
+    out += ["### Host keys", "",
+            "May differ from host to host: in `group_data/all.py`, an environment's or a role's file, or host data.",
+            ""]
     table(Settings)
     for title, model, prefix in (
         ("users[]", User, ""), ("dns", DnsProvider, "dns."), ("tls", Tls, "tls."),

@@ -160,7 +160,7 @@ def test_a_restart_lost_by_an_interrupted_run_happens_at_the_next_run(lab, deplo
             from tasks import dovecot
             from tasks.common import checked_file
             checked_file(name="dovecot.conf, then the run dies", dest=dovecot.CONFIG,
-                         content=dovecot.dovecot_conf(settings, {extra}),
+                         content=dovecot.dovecot_conf(settings, env, {extra}),
                          check="doveconf -n -c {{staged}} >/dev/null", restarts="dovecot")
         """)
         assert interrupted.returncode == 0, interrupted.stderr[-3000:]

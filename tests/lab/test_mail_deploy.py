@@ -82,7 +82,7 @@ def test_a_new_alias_takes_effect_without_restarting_smtpd(lab, deployed, mail_h
     alias = f"{token()}@staging.test"
     before_unit = unit_since(lab, host, "opensmtpd")
     body = f"""
-        settings = settings.model_copy(update={{"aliases": {{**settings.aliases, {alias!r}: ["bob@staging.test"]}}}})
+        env = env.model_copy(update={{"aliases": {{**env.aliases, {alias!r}: ["bob@staging.test"]}}}})
         opensmtpd.deploy(settings, env, results)
     """
     try:

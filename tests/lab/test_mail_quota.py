@@ -13,8 +13,8 @@ def _deploy_dovecot_with_quota(tmp_path: Path, host: str, address: str, quota: s
     """The real dovecot stage with one user's quota changed (the test's own deploy file, real pyinfra)."""
     override = "" if quota is None else textwrap.dedent(f"""
         users = [u.model_copy(update={{"quota": {quota!r}}}) if u.address == {address!r} else u
-                 for u in settings.users]
-        settings = settings.model_copy(update={{"users": users}})
+                 for u in env.users]
+        env = env.model_copy(update={{"users": users}})
     """)
     run = run_tasks(tmp_path, host, override + "dovecot.deploy(settings, env, results)\n")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.inventory import check
+from mailstead.inventory import check, check_environments
 from mailstead.passwords import MIN_COST, hash_password
-from mailstead.settings import Settings, SettingsError
+from mailstead.settings import EnvironmentSettings, Settings, SettingsError
 
 HASH = hash_password("correct horse battery", rounds=MIN_COST)  # the cheapest bcrypt cost the settings accept
 
@@ -82,6 +82,10 @@ class Project:
     def check(self) -> dict[str, Settings]:
         self.write()
         return check(self.groups, base_dir=self.root)
+
+    def check_environments(self) -> tuple[dict[str, Settings], dict[str, EnvironmentSettings]]:
+        self.write()
+        return check_environments(self.groups, base_dir=self.root)
 
     def error(self) -> str:
         with pytest.raises(SettingsError) as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailstead.settings import EnvironmentSettings, build_settings
+from mailstead.settings import EnvironmentSettings, build_environment, build_settings
 
 MAIL = ("mail.example.org", {"ipv4": "198.51.100.10", "ipv6": "2001:db8:51::10"})
 TRAP_FIRST = ("mx1.example.org", {"ipv4": "198.51.100.20", "ipv6": "2001:db8:51::20", "spamtrap_position": "first"})
@@ -17,7 +17,7 @@ def make_env(hosts=(MAIL, TRAP_FIRST, TRAP_LAST), environment="production", **sh
     for fqdn, data in hosts:
         role = "spamtraps" if "spamtrap_position" in data else "mailservers"
         settings.append(build_settings(fqdn, [role, environment], {**base, **data}, {}))
-    return EnvironmentSettings.from_hosts(settings)
+    return build_environment(environment, base, {}, settings)
 
 
 def by_key(records):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from mailstead.settings import build_settings
+from settings_helpers import host_and_env
 from tasks import opensmtpd, tls
 
 
@@ -15,7 +15,7 @@ def settings(**extra):
             "users": [{"address": "alice@example.org",
                        "password_hash": "{BLF-CRYPT}$2b$12$" + "a" * 53}],
             "aliases": {"team@example.org": ["alice@example.org"]}} | extra
-    return build_settings("mail.example.org", ["mailservers", "production"], data, {})
+    return host_and_env("mail.example.org", ["mailservers", "production"], data)
 
 
 def listeners(conf: str) -> dict[str, str]:
@@ -37,26 +37,26 @@ def filter_of(line: str) -> str:
 
 
 def test_submission_ports_run_authguard_and_port_25_refuses_our_own_senders():
-    conf = opensmtpd.smtpd_conf(settings())
+    conf = opensmtpd.smtpd_conf(settings()[0])
     ports = listeners(conf)
     assert chain_members(conf, filter_of(ports["465"])) == ["authguard"]
     assert chain_members(conf, filter_of(ports["587"])) == ["authguard"]
     assert chain_members(conf, filter_of(ports["25"])) == ["ownsenders"]
     assert re.search(r'^filter "ownsenders" phase mail-from match mail-from <ownsenders> reject "550 5\.7\.1 ',
                      conf, re.M)
-    assert opensmtpd.tables(settings())["ownsenders"].splitlines()[1:] == ["@example.org", "@example.net"]
+    assert opensmtpd.tables(*settings())["ownsenders"].splitlines()[1:] == ["@example.org", "@example.net"]
 
 
 def test_a_later_stage_filter_joins_both_chains_after_the_builtin_ones():
     extra = opensmtpd.SmtpdFilter("rspamd", 'proc-exec "/usr/libexec/opensmtpd/filter-rspamd"')
-    conf = opensmtpd.smtpd_conf(settings(), [extra])
+    conf = opensmtpd.smtpd_conf(settings()[0], [extra])
     ports = listeners(conf)
     assert chain_members(conf, filter_of(ports["25"])) == ["ownsenders", "rspamd"]
     assert chain_members(conf, filter_of(ports["587"])) == ["authguard", "rspamd"]
 
 
 def test_client_ports_get_aead_only_tls_and_port_25_keeps_the_defaults():
-    ports = listeners(opensmtpd.smtpd_conf(settings()))
+    ports = listeners(opensmtpd.smtpd_conf(settings()[0]))
     for port in ("465", "587"):
         assert f'protocols "{tls.CLIENT_PROTOCOLS_OPENSSL}"' in ports[port]
         suites = re.search(r'ciphers "([^"]+)"', ports[port]).group(1).split(":")
@@ -65,6 +65,6 @@ def test_client_ports_get_aead_only_tls_and_port_25_keeps_the_defaults():
 
 
 def test_package_mode_credentials_table_is_readable_by_smtpds_lookup_user_only():
-    lay = opensmtpd.layout(settings(opensmtpd={"source": "package"}))
+    lay = opensmtpd.layout(settings(opensmtpd={"source": "package"})[0])
     assert opensmtpd.table_owner("credentials", lay) == {"user": "opensmtpd", "group": "root", "mode": "400"}
     assert opensmtpd.table_owner("virtuals", lay)["mode"] == "644"

@@ -57,8 +57,7 @@ def test_upstream_needs_a_pin_or_a_key_and_the_key_needs_upstream():
 
 
 def test_imap_starttls_is_off_by_default_and_a_strict_bool():
-    base = {"fqdn": "mx1.example.org", "environment": "production", "domains": ["example.org"],
-            "admin_email": "postmaster@example.org"}
+    base = {"fqdn": "mx1.example.org", "environment": "production"}
     assert Settings(**base).imap_starttls is False
     assert Settings(**base, imap_starttls=True).imap_starttls is True
     with pytest.raises(ValidationError):

@@ -131,10 +131,10 @@ def test_write_false_writes_nothing_and_says_what_it_would_create(tmp_path):
 def test_host_names_and_ca_dir(tmp_path):
     s = SimpleNamespace(fqdn="Mail.Example.org.", is_mailserver=True, domains=["example.org", "example.net"],
                         secrets_dir=str(tmp_path), tls=SimpleNamespace(lab_ca_dir=None))
-    assert pki.host_names(s) == ["mail.example.org", "mta-sts.example.org", "autoconfig.example.org",
+    assert pki.host_names(s, s) == ["mail.example.org", "mta-sts.example.org", "autoconfig.example.org",
                                  "mta-sts.example.net", "autoconfig.example.net"]
     trap = SimpleNamespace(fqdn="mx1.example.org", is_mailserver=False, domains=["example.org"])
-    assert pki.host_names(trap) == ["mx1.example.org"]
-    assert pki.ca_dir(s) == tmp_path / "lab-ca"
+    assert pki.host_names(trap, trap) == ["mx1.example.org"]
+    assert pki.ca_dir(s, s) == tmp_path / "lab-ca"
     s.tls.lab_ca_dir = str(tmp_path / "ca")
-    assert pki.ca_dir(s) == tmp_path / "ca"
+    assert pki.ca_dir(s, s) == tmp_path / "ca"

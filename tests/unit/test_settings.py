@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.inventory import check, environments, load_environment, load_inventory
+from mailstead.inventory import check, check_environments, environments, load_environment, load_inventory
 from mailstead.passwords import hash_password, verify_password
 from mailstead.settings import (
+    ENVIRONMENT_WIDE_FIELDS,
     EnvironmentSettings,
     Settings,
     SettingsError,
@@ -209,10 +210,15 @@ CASES = [
     ("admin-email-undeliverable", lambda p: p.append("production.py", 'admin_email = "reports@example.org"'),
      ["group_data/production.py", "admin_email", "'reports@example.org'", "neither a mailbox nor an alias",
       "add a user or an alias"]),
-    ("hosts-disagree", lambda p: p.host("trap1.example.org", dns_ttl=600),
-     ["host data of trap1.example.org in inventory.py", "dns_ttl", "hosts of environment 'production' disagree",
-      "mx1.example.org gets 3600 from the default", "trap1.example.org gets 600 from host data",
-      "set it once in group_data/production.py"]),
+    ("env-key-in-host-data", lambda p: p.host("trap1.example.org", dns_ttl=600),
+     ["host data of trap1.example.org in inventory.py", "dns_ttl", "is environment-wide",
+      "set it once in group_data/production.py", "not per role or per host"]),
+    ("env-key-in-role-file", lambda p: p.append("mailservers.py", "domains = ['example.com']"),
+     ["group_data/mailservers.py", "domains", "is environment-wide", "set it once in group_data/production.py",
+      "(host mx1.example.org)"]),
+    ("caa-issuers-disagree", lambda p: p.append("spamtraps.py", "tls = {'mode': 'lab', 'caa_issuer': 'pki.goog'}"),
+     ["group_data/spamtraps.py", "tls.caa_issuer", "hosts of environment 'production' disagree",
+      "mx1.example.org gets 'letsencrypt.org'", "set tls = {..., 'caa_issuer': ...} once"]),
     ("roles-in-group-data", lambda p: p.append("production.py", 'roles = ["mailservers"]'),
      ["group_data/production.py", "roles", "come from the host's groups in inventory.py"]),
     ("host-in-two-environments", lambda p: (
@@ -281,20 +287,24 @@ def test_all_problems_reported_at_once_and_merged_across_hosts(tmp_path, make_pr
 
 
 def test_valid_project_builds_every_host(tmp_path, make_project):
-    settings = make_project(tmp_path).check()
+    settings, envs = make_project(tmp_path).check_environments()
     assert sorted(settings) == ["mx1.example.org", "trap1.example.org", "trap3.example.org"]
     mx1 = settings["mx1.example.org"]
     assert mx1.is_mailserver and not mx1.is_spamtrap and mx1.roles == ("mailservers",)
-    assert mx1.environment == "production" and mx1.primary_domain == "example.org"
+    assert mx1.environment == "production" and sorted(envs) == ["production"]
+    env = envs["production"]
+    assert env.primary_domain == "example.org" and env.hosts == tuple(settings.values())
     assert mx1.ipv4 == IPv4Address("198.51.100.10")
-    assert mx1.mailbox_addresses == ["alice@example.org", "bob@example.net"]
-    assert mx1.users[0].quota_bytes == 2 * 1024**3
+    assert env.mailbox_addresses == ["alice@example.org", "bob@example.net"]
+    assert env.users[0].quota_bytes == 2 * 1024**3
+    # the environment's keys are its own: a host's settings do not carry them
+    assert not hasattr(mx1, "users") and not hasattr(mx1, "domains")
     # defaults derived from admin_email
-    assert mx1.tls.acme_email == "postmaster@example.org" and mx1.tls_rpt_email == "postmaster@example.org"
-    assert mx1.dmarc_record == "v=DMARC1; p=reject; np=reject; adkim=s; aspf=s; rua=mailto:postmaster@example.org"
+    assert mx1.tls.acme_email is None and env.tls_rpt_email == "postmaster@example.org"
+    assert env.dmarc_record == "v=DMARC1; p=reject; np=reject; adkim=s; aspf=s; rua=mailto:postmaster@example.org"
     # postmaster@/abuse@ of every domain reach the admin unless defined
-    assert mx1.effective_aliases["abuse@example.net"] == ["postmaster@example.org"]
-    assert mx1.effective_aliases["postmaster@example.org"] == ["alice@example.org"]
+    assert env.effective_aliases["abuse@example.net"] == ["postmaster@example.org"]
+    assert env.effective_aliases["postmaster@example.org"] == ["alice@example.org"]
     trap = settings["trap1.example.org"]
     assert trap.is_spamtrap and trap.spamtrap_position == "first"
     with pytest.raises(Exception):
@@ -342,8 +352,7 @@ def test_ssh_lockout_check_reads_ssh_user_from_the_hosts_data(tmp_path, make_pro
 
 
 def test_mx_preferences_and_environment_view(tmp_path, make_project):
-    hosts = list(make_project(tmp_path).check().values())
-    env = EnvironmentSettings.from_hosts(hosts)
+    env = make_project(tmp_path).check_environments()[1]["production"]
     assert [(m.preference, m.host) for m in env.mx] == [
         (10, "trap1.example.org"), (20, "mx1.example.org"), (30, "trap3.example.org")]
     assert [h.fqdn for h in env.sending_hosts] == ["mx1.example.org"]
@@ -351,15 +360,6 @@ def test_mx_preferences_and_environment_view(tmp_path, make_project):
     assert {(t.fqdn, t.position) for t in env.spamtraps} == {("trap1.example.org", "first"),
                                                              ("trap3.example.org", "last")}
     assert env.domains == ["example.org", "example.net"] and env.dns.provider == "powerdns"
-
-
-def test_from_hosts_rejects_disagreeing_hosts_directly(tmp_path, make_project):
-    hosts = make_project(tmp_path).check()
-    other = make_project(tmp_path / "other")
-    other.append("production.py", 'dns_ttl = 600')
-    mixed = [hosts["mx1.example.org"], other.check()["trap1.example.org"]]
-    with pytest.raises(SettingsError, match="dns_ttl: hosts of environment 'production' disagree"):
-        EnvironmentSettings.from_hosts(mixed)
 
 
 def test_repository_group_data_validates(tmp_path):
@@ -375,10 +375,11 @@ def test_repository_group_data_validates(tmp_path):
         "staging": ["mail.staging.example.org"],
         "production": ["mail.example.org", "mx1.example.org", "mx3.example.org"],
     }
-    settings = check(groups, base_dir=tmp_path)
+    settings, envs = check_environments(groups, base_dir=tmp_path)
     assert settings["mail.example.org"].environment == "production"
     assert settings["mail.staging.example.org"].environment == "staging"
-    prod = EnvironmentSettings.from_hosts([s for s in settings.values() if s.environment == "production"])
+    prod = envs["production"]
+    assert envs["staging"].domains == ["staging.example.org"] and prod.domains == ["example.org"]
     assert [m.preference for m in prod.mx] == [10, 20, 30]
 
 
@@ -446,8 +447,8 @@ def test_from_host_names_the_group_data_file(tmp_path, make_project):
     from pyinfra_cli.inventory import make_inventory
 
     project = make_project(tmp_path)
-    project.append("mailservers.py", "unattended_upgrades = False\nchrony_set_clock = False\ndns_ttl = 600")
-    project.append("spamtraps.py", "dns_ttl = 600\nntp_servers = ['ptbtime1.ptb.de']")
+    project.append("mailservers.py", "unattended_upgrades = False\nchrony_set_clock = False\nimap_starttls = True")
+    project.append("spamtraps.py", "imap_starttls = True\nntp_servers = ['ptbtime1.ptb.de']")
     project.append("production.py", "unattended_upgrades = True")
     project.host("mx1.example.org", chrony_set_clock=True)
     project.host("trap1.example.org", ntp_servers=["nts.netnod.se"])
@@ -459,12 +460,12 @@ def test_from_host_names_the_group_data_file(tmp_path, make_project):
     assert good["trap3.example.org"].spamtrap_position == "last"
     assert good["mx1.example.org"].roles == ("mailservers",)
     # check() merges group_data exactly as pyinfra does (same values for every host)
-    checked = check(project.groups, base_dir=tmp_path)
+    checked, checked_envs = check_environments(project.groups, base_dir=tmp_path)
     for name, s in good.items():
         assert s.model_dump(exclude={"groups"}) == checked[name].model_dump(exclude={"groups"}), name
     # deploy.py's environments: every host of the inventory, as the check saw them
     from_inventory = environments(inventory)["production"]
-    from_check = EnvironmentSettings.from_hosts(list(checked.values()))
+    from_check = checked_envs["production"]
     assert from_inventory.model_dump(exclude={"hosts"}) == from_check.model_dump(exclude={"hosts"})
     assert [h.fqdn for h in from_inventory.hosts] == [h.fqdn for h in from_check.hosts]
 
@@ -475,7 +476,7 @@ def test_from_host_names_the_group_data_file(tmp_path, make_project):
     PYTHON_CODES.clear()  # pyinfra caches compiled files by name
     inventory = make_inventory(str(tmp_path / "inventory.py"), cwd=str(tmp_path))
     with pytest.raises(SettingsError) as exc:
-        from_host(inventory.get_host("mx1.example.org"))
+        environments(inventory)
     assert "group_data/production.py: dkim_rsa_bits: 1024 is a weak DKIM key" in str(exc.value)
 
 
@@ -484,6 +485,8 @@ def test_settings_reference_covers_every_field():
     for name in Settings.model_fields:
         if name not in ("roles", "groups"):
             assert f"`{name}`" in text, name
+    for name in ENVIRONMENT_WIDE_FIELDS:
+        assert f"| `{name}` |" in text, name
     assert "| `dkim_rsa_bits` | int | `2048` |" in text
     assert "`dns.api_url`" in text and "`opensmtpd.sha256`" in text and "`users[]`" in text
 
@@ -497,7 +500,7 @@ def test_hash_password_round_trip_and_strength():
     assert h.startswith("{BLF-CRYPT}$2b$12$")
     assert verify_password("pässwörd 1", h) and not verify_password("pässwörd 2", h)
     # the hash is accepted by the settings model
-    User = Settings.model_fields["users"].annotation.__args__[0]
+    User = EnvironmentSettings.model_fields["users"].annotation.__args__[0]
     assert User(address="a@example.org", password_hash=h).password_hash == h
 
 
@@ -581,7 +584,7 @@ def run_pyinfra(project, port: int) -> subprocess.CompletedProcess:
 
 
 CLI_CASES = ["plaintext-password", "alias-loop-2", "unknown-dns-provider", "ipv4-given-ipv6",
-             "hosts-disagree", "dmarc-pct-removed", "group-data-syntax-error", "ssh-root-keys-off-as-root"]
+             "env-key-in-host-data", "dmarc-pct-removed", "group-data-syntax-error", "ssh-root-keys-off-as-root"]
 
 
 @pytest.mark.parametrize("case_id", CLI_CASES)
@@ -654,7 +657,7 @@ def test_lab_inventory_validates_and_pyinfra_gives_the_hosts_the_checked_setting
     assert prod.secrets_dir == f"{tmp_path}/secrets" and envs["staging"].domains == ["staging.test"]
     mail = from_host(inventory.get_host("mail.production.test"))
     assert mail.tls.mode == "lab" and mail.chrony_set_clock is False
-    assert mail.mailbox_addresses == ["alice@production.test", "bob@production.test"]
+    assert prod.mailbox_addresses == ["alice@production.test", "bob@production.test"]
     # the check (what tests/lab/inventory.py runs) merges the two group_data directories as pyinfra does
     checked = check(labdata.lab_inventory(), inventory_file=REPO / "tests" / "lab" / "inventory.py")
     for h in inventory:

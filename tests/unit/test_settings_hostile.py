@@ -258,15 +258,17 @@ def test_ordinary_values_are_accepted(project):
         dns = {"provider": "rfc2136", "server": "2001:db8::53", "tsig_key_name": "mailstead-key.example.org.",
                "secret_env": "MAILSTEAD_TSIG"}
         """)
-    settings = project.check()["mx1.example.org"]
-    assert settings.users[2].address == "first.last+tag@example.org" and settings.users[2].quota == "500M"
-    assert settings.aliases["info@example.net"] == ["bob@example.net", "Friend.Name+x@elsewhere.test"]
-    assert "@example.net" in settings.aliases
+    hosts, envs = project.check_environments()
+    settings, env = hosts["mx1.example.org"], envs["production"]
+    assert env.users[2].address == "first.last+tag@example.org" and env.users[2].quota == "500M"
+    assert env.aliases["info@example.net"] == ["bob@example.net", "Friend.Name+x@elsewhere.test"]
+    assert "@example.net" in env.aliases
     assert settings.ntp_servers[-1] == "nts.netnod.se"
     assert settings.opensmtpd.sha256 == "a" * 64
     assert settings.opensmtpd.configure_options == ["--with-auth-pam=smtpd", "--with-cflags=-O2", "--without-x"]
-    assert settings.tls.caa_issuer == "letsencrypt.org" and settings.dns.server == "2001:db8::53"
-    assert settings.dmarc["rua"] == "mailto:alice@example.org!10m,mailto:reports@elsewhere.test"
+    assert settings.tls.caa_issuer == "letsencrypt.org" and env.dns.server == "2001:db8::53"
+    assert env.caa_issuer == "letsencrypt.org" and env.secrets_dir == "/srv/mailstead secrets/prod"
+    assert env.dmarc["rua"] == "mailto:alice@example.org!10m,mailto:reports@elsewhere.test"
 
 
 def test_debian_suite_and_https_mirror_are_accepted(project):

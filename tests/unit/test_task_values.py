@@ -4,8 +4,8 @@ arrives, a user cannot send as another, ...)"""
 
 from __future__ import annotations
 
-from mailstead.settings import build_settings
 from mailstead import pki
+from settings_helpers import host_and_env
 from tasks import dovecot, mailusers, opensmtpd
 
 HASH = "{BLF-CRYPT}$2b$12$" + "a" * 53
@@ -19,13 +19,13 @@ def settings(**extra):
             "aliases": {"team@example.org": ["alice@example.org", "bob@example.net"],
                         "@example.net": ["bob@example.net"],
                         "ext@example.org": ["someone@elsewhere.test"]}} | extra
-    return build_settings("mail.example.org", ["mailservers", "production"], data, {})
+    return host_and_env("mail.example.org", ["mailservers", "production"], data)
 
 
 def table(name: str, s=None) -> dict[str, str]:
     """A mapping table as smtpd reads it: key -> value (comments skipped)."""
     out = {}
-    for line in opensmtpd.tables(s or settings())[name].splitlines():
+    for line in opensmtpd.tables(*(s or settings()))[name].splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.partition(" ")
             out[key] = value
@@ -33,7 +33,7 @@ def table(name: str, s=None) -> dict[str, str]:
 
 
 def test_virtuals_deliver_mailboxes_locally_and_expand_aliases_with_the_catch_all_last():
-    lines = [x for x in opensmtpd.tables(settings())["virtuals"].splitlines() if not x.startswith("#")]
+    lines = [x for x in opensmtpd.tables(*settings())["virtuals"].splitlines() if not x.startswith("#")]
     virt = table("virtuals")
     assert virt["alice@example.org"] == mailusers.VMAIL_USER
     assert virt["team@example.org"] == "alice@example.org, bob@example.net"
@@ -60,10 +60,10 @@ def test_a_login_may_send_as_itself_and_the_aliases_that_reach_it_only():
 
 
 def test_dovecot_users_file_has_one_passwd_line_per_user_with_its_quota():
-    lines = dovecot.users_file(settings()).splitlines()
+    lines = dovecot.users_file(settings()[1]).splitlines()
     assert lines == [f"alice@example.org:{HASH}::::::userdb_quota_storage_size=2G", f"bob@example.net:{HASH}::::::"]
 
 
 def test_certificate_names_cover_the_host_and_the_web_names_of_every_domain():
-    assert pki.host_names(settings()) == ["mail.example.org", "mta-sts.example.org", "autoconfig.example.org",
+    assert pki.host_names(*settings()) == ["mail.example.org", "mta-sts.example.org", "autoconfig.example.org",
                                           "mta-sts.example.net", "autoconfig.example.net"]
