@@ -39,8 +39,9 @@ def deploy(settings, env, results) -> None:
                      f"{secrets.backup_password_file(env.secrets_dir, fqdn).parent}")
     else:
         password, key, _ = made
-        checked_file(name="backup: repository password", dest=f"{CONF_DIR}/password", content=password, mode="600")
-        checked_file(name="backup: SSH key", dest=f"{CONF_DIR}/id_ed25519", content=key, mode="600")
+        checked_file(name="backup: repository password", dest=f"{CONF_DIR}/password", content=password, mode="600",
+                     secret=True)
+        checked_file(name="backup: SSH key", dest=f"{CONF_DIR}/id_ed25519", content=key, mode="600", secret=True)
     ctx = {"conf_dir": CONF_DIR, "bin_dir": BIN, "fqdn": fqdn, "repository": b.repository_for(fqdn),
            "paths": PATHS, "schedule": b.schedule, "keep_daily": b.keep_daily, "keep_weekly": b.keep_weekly,
            "keep_monthly": b.keep_monthly}
