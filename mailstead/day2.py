@@ -18,6 +18,7 @@ for a table change (`smtpctl update table`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from pathlib import Path
 
 from mailstead import groupdata
 from mailstead.passwords import _read_password, hash_password
+from mailstead.secrets import write_private
+from mailstead.settings.environment import password_hashes_path
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 STAGES = "opensmtpd,dovecot"  # where users and aliases live on a mail host
@@ -62,6 +65,21 @@ def deploy_users(inventory_file: str, env) -> int:
     rc = subprocess.run(argv, env=dict(os.environ, MAILSTEAD_STAGES=STAGES)).returncode
     print(f"deploy finished in {time.monotonic() - start:.1f} s (exit {rc})", flush=True)
     return rc
+
+
+def store_hash(env, address: str, hashed: str | None) -> dict:
+    """With password_hashes_file set: the hash goes to that file in secrets_dir (0600) and the group_data entry
+    has none; otherwise the entry carries it. Returns the entry's password fields."""
+    if not env.password_hashes_file:
+        return {"password_hash": hashed} if hashed else {}
+    path = password_hashes_path(env.secrets_dir, env.password_hashes_file)
+    hashes = json.loads(path.read_text()) if path.exists() else {}
+    if hashed:
+        hashes[address] = hashed
+    else:
+        hashes.pop(address, None)
+    write_private(path, json.dumps(hashes, indent=1, sort_keys=True) + "\n")
+    return {}
 
 
 def apply_edit(args, env_name: str, users=None, aliases=None) -> int:
@@ -109,17 +127,18 @@ def user_main(argv: list[str]) -> int:
     if args.action == "add":
         if address in current:
             raise SystemExit(f"{address} exists already; use `user passwd`")
-        entry = {"address": address, "password_hash": hash_password(_read_password())}
+        entry = {"address": address, **store_hash(env, address, hash_password(_read_password()))}
         if args.quota:
             entry["quota"] = args.quota
         return apply_edit(args, env_name, users={address: entry})
     if address not in current:
         raise SystemExit(f"no user {address} in {env_name}")
     if args.action == "passwd":
-        entry = {"address": address, "password_hash": hash_password(_read_password())}
+        entry = {"address": address, **store_hash(env, address, hash_password(_read_password()))}
         if current[address].quota:
             entry["quota"] = current[address].quota
         return apply_edit(args, env_name, users={address: entry})
+    store_hash(env, address, None)
     return apply_edit(args, env_name, users={address: None})
 
 

@@ -4,12 +4,17 @@ OpenSMTPD's tables and Dovecot's users file to the environment's mail host.
 
 - user add -> the deploy touches only those two stages; the new user receives mail and logs in over IMAP;
 - user passwd -> the old password fails, the new one works;
-- alias add -> mail to the alias reaches its target, and smtpd was not restarted (same main PID).
+- alias add -> mail to the alias reaches its target, and smtpd was not restarted (same main PID);
+- logs follows that message by its Message-ID; queue show answers;
+- with password_hashes_file set, user passwd puts the hash in secrets_dir, not in the group_data file.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from mailstead import groupdata
 
 from helpers import ROOT, env_host, find_in_maildir, lab_ca, mailstead_cmd, net_python, run_deploy, smtpd_pid, \
     swaks, token
@@ -76,6 +81,16 @@ def test_user_add_passwd_and_alias_add(lab, deployed, status, mail_hosts):
         assert "smtp connected" in run.stdout and f"to=<{ALIAS}>" in run.stdout, run.stdout
         assert f"lmtp({USER})" in run.stdout and "saved mail to INBOX" in run.stdout, run.stdout
         assert mailstead_cmd("queue", "show", "--host", "mail.staging.test").returncode == 0
+
+        # with password_hashes_file set, `user passwd` keeps the hash out of git (in secrets_dir)
+        GROUP_DATA.write_text(GROUP_DATA.read_text() + "\npassword_hashes_file = 'day2-test-hashes.json'\n")
+        run = mailstead_cmd("user", "passwd", USER, input_text="third-Pass-word-3\n")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        hashes = Path(status["state_dir"]) / "secrets" / "day2-test-hashes.json"
+        assert USER in json.loads(hashes.read_text()) and oct(hashes.stat().st_mode)[-3:] == "600"
+        assert "password_hash" not in groupdata.read_block(GROUP_DATA.read_text())[0][USER]
+        assert _login(lab, host, status, "second-Pass-word-2") == "NO"
+        assert _login(lab, host, status, "third-Pass-word-3") == "OK"
     finally:
         GROUP_DATA.write_text(original)
         back = run_deploy("--limit", "staging", env={"MAILSTEAD_STAGES": "opensmtpd,dovecot"})

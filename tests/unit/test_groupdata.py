@@ -3,8 +3,13 @@ the file stays valid Python, and loading it gives the users and aliases the comm
 
 from __future__ import annotations
 
+import json
+
 from mailstead import groupdata
 from mailstead.inventory import load_group_data
+from mailstead.passwords import MIN_COST, hash_password
+
+HASH = hash_password("correct horse battery", rounds=MIN_COST)
 
 FILE = '''# The staging environment.
 environment = "staging"
@@ -45,3 +50,35 @@ def test_a_file_without_users_gets_only_the_block_users(tmp_path):
     path = tmp_path / "new.py"
     groupdata.edit(path, users={"x@example.org": {"address": "x@example.org", "password_hash": "H"}})
     assert load_group_data(path)["users"] == [{"address": "x@example.org", "password_hash": "H"}]
+
+
+# ----------------------------------------------------------------------------- hashes outside git
+
+
+def _hash_file_project(project, tmp_path, hashes):
+    secrets = tmp_path / "sec"
+    secrets.mkdir(exist_ok=True)
+    if hashes is not None:
+        (secrets / "hashes.json").write_text(json.dumps(hashes))
+    project.append("all.py", f"secrets_dir = {str(secrets)!r}\npassword_hashes_file = 'hashes.json'")
+    project.append("production.py", "users = [{'address': 'alice@example.org', 'quota': '2G'}, "
+                                    "{'address': 'bob@example.net', 'password_hash': BOB}]".replace("BOB", repr(HASH)))
+
+
+def test_users_without_a_hash_take_it_from_the_hashes_file(project, tmp_path):
+    _hash_file_project(project, tmp_path, {"alice@example.org": HASH})
+    _, envs = project.check_environments()
+    users = {u.address: u.password_hash for u in envs["production"].users}
+    assert users == {"alice@example.org": HASH, "bob@example.net": HASH}
+
+
+def test_a_user_missing_from_the_hashes_file_or_a_bad_file_is_named(project, tmp_path):
+    _hash_file_project(project, tmp_path, None)
+    message = project.error()
+    assert "users[0].password_hash" in message
+    (tmp_path / "sec" / "hashes.json").write_text("not json")
+    message = project.error()
+    assert "hashes.json" in message and "not a JSON object" in message
+    _hash_file_project(project, tmp_path, {"carol@example.org": HASH})
+    message = project.error()
+    assert "users[0].password_hash" in message and HASH not in message
