@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
+from mailstead.settings.backup import Backup
+from mailstead.settings.bruteforce import BruteForce
+from mailstead.settings.check import Check
 from mailstead.settings.checks import _ip_check, _SemanticIssues, semantic_issues
 from mailstead.settings.errors import _show
 from mailstead.settings.fields import (
@@ -21,7 +24,6 @@ from mailstead.settings.fields import (
     ServerName,
     ZoneOrLabel,
 )
-from mailstead.settings.bruteforce import BruteForce
 from mailstead.settings.firewall import Firewall
 from mailstead.settings.models import DEFAULT_NTP, OpenSmtpd, Tls, _Model
 from mailstead.settings.rspamd import Rspamd
@@ -97,6 +99,10 @@ class Settings(_Model):
     spamtrap: Spamtrap = Field(default_factory=Spamtrap)
     """Spamtraps and the mail hosts' copy of their lists: {'source_ttl': 604800, 'max_sources': 10000,
     'reply': '451 4.7.1 ...', 'pull_interval': 60}."""
+    backup: Backup = Field(default_factory=Backup)
+    """Backups with restic: {'repository': 'sftp:backup@backup.example.org:/srv/restic/{fqdn}', ...}."""
+    check: Check = Field(default_factory=Check)
+    """What `python -m mailstead check` looks at: {'dnsbl_zones': [...], 'cert_warn_days': 14, ...}."""
 
     # ---------------------------------------------------------------- field validators
 

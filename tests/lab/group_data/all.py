@@ -43,3 +43,9 @@ firewall = {"unmetered_sources": [state()["gateway"]["ipv4"], state()["gateway"]
 # and the address test_smtp_auth.py guesses passwords from (it measures filter-authguard, not bans).
 bruteforce = {"bantime": 20, "findtime": 120, "maxretry": 5,
               "ignore": [state()["gateway"]["ipv4"], state()["gateway"]["ipv6"], _OUTSIDE_ALT_V4]}
+# `python -m mailstead check`: the lab's outside world has no DNS blocklist to ask (its resolver answers .test
+# names only)
+check = {"dnsbl_zones": []}
+# Backups of the lab's mail hosts go to an SFTP repository on the infra host (the tests authorize each host's
+# key there: tests/lab/helpers.py authorize_backup_keys)
+backup = {"repository": "sftp:restic@infra.lab.test:/srv/restic/{fqdn}"}
