@@ -83,6 +83,17 @@ def spki_hash_file(secrets_dir: str | os.PathLike, fqdn: str) -> Path:
     return secrets_root(secrets_dir) / "tls" / f"{fqdn}.spki-sha256"
 
 
+def backup_password_file(secrets_dir: str | os.PathLike, fqdn: str) -> Path:
+    """The restic repository password of a mail host's backups."""
+    return secrets_root(secrets_dir) / "backup" / f"{fqdn}.password"
+
+
+def backup_ssh_key_file(secrets_dir: str | os.PathLike, fqdn: str) -> Path:
+    """The SSH key (OpenSSH format; its public half next to it as .pub) a mail host reaches an SFTP repository
+    with: kept here so that a rebuilt host keeps its access."""
+    return secrets_root(secrets_dir) / "backup" / f"{fqdn}.ssh-key"
+
+
 def credential_file(secrets_dir: str | os.PathLike, name: str | os.PathLike) -> Path:
     """A credential file setting: absolute, or relative to the secrets directory."""
     return Path(name) if os.path.isabs(name) else secrets_root(secrets_dir) / name

@@ -39,6 +39,7 @@ def deploy(settings, env, results) -> None:
     """``env``: the EnvironmentSettings of the host's environment (its MX set is in the MTA-STS policy);
     ``results.tls_changed``: the TLS stage's operations (a new certificate reloads nginx)."""
 
+    results.open_ports += [80, 443]  # 443: MTA-STS, autoconfig; 80: ACME HTTP-01 (the ACME stage)
     mail_host = settings.fqdn
     install = apt.packages(name="nginx: install", packages=["nginx"], no_recommends=True)
     default_site = absent_file(name="nginx: disable the default site", path="/etc/nginx/sites-enabled/default",
