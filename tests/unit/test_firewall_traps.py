@@ -17,14 +17,12 @@ from mailstead.settings import build_settings
 from mailstead.settings.firewall import nft_rule_problem
 from tasks import bruteforce, firewall, spamtrap, trapfeed
 
-HASH = "{BLF-CRYPT}$2b$12$" + "a" * 53
 PROD = "group_data/production.py"
 
 
 def settings(roles=("mailservers", "production"), name="mail.example.org", **extra):
-    data = {"environment": "production", "domains": ["example.org"], "admin_email": "alice@example.org",
-            "ipv4": "198.51.100.10", "users": [{"address": "alice@example.org", "password_hash": HASH}]} | extra
-    return build_settings(name, list(roles), data, {})
+    """A host's own Settings (the environment-wide keys live in EnvironmentSettings, not needed here)."""
+    return build_settings(name, list(roles), {"environment": "production", "ipv4": "198.51.100.10"} | extra, {})
 
 
 # ------------------------------------------------------------------------------------------- hostile settings
