@@ -94,6 +94,7 @@ def test_the_mail_host_ruleset_opens_its_ports_ssh_first_and_meters_the_mail_por
     assert not any("dport 22 " in r for r in rules)
     assert "ip saddr { 198.51.100.1/32 } accept" in nft.split("chain mail_new {", 1)[1]
     assert "limit rate over 120/minute burst 40 packets" in nft and "ct count over 40" in nft
+    assert "ip6 saddr and ffff:ffff:ffff:ffff:: ct count over 40" in nft  # IPv6: per /64
     assert nft.count("reject with tcp reset") == 4 and " drop" not in nft.split("chain mail_new", 1)[1].split(
         "chain input", 1)[0]
 
