@@ -61,12 +61,18 @@ class Results:
 
     tls_changed: list = field(default_factory=list)
     """the TLS stage's operations that replaced the certificate or key (daemons restart on them)"""
+    acme_changed: list = field(default_factory=list)
+    """tasks.certificates' operations that changed what the ACME client must get (its configuration, the
+    account or certificate key): tasks.certificate_issue then runs the client even when it said "not due"."""
     dkim_changed: list = field(default_factory=list)
     """the DKIM stage's operations that installed keys (the signer reloads on them)"""
     smtpd_filters: list = field(default_factory=list)
     """OpenSMTPD filters of stages before it (tasks.opensmtpd.SmtpdFilter), after the built-in ones"""
     dovecot_settings: list = field(default_factory=list)
     """dovecot.conf lines of stages before it (e.g. IMAPSieve spam learning)"""
+    sieve_scripts: dict = field(default_factory=dict)
+    """global Sieve scripts of stages before Dovecot: path on the host -> source; the Dovecot stage checks and
+    compiles them with sievec (e.g. the spam-to-Junk before-script, the IMAPSieve learning scripts)"""
     open_ports: list = field(default_factory=list)
     """TCP ports the stages before the firewall serve to the world (the firewall opens these and SSH only)"""
     firewall_rules: list = field(default_factory=list)

@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
+from mailstead.settings.backup import Backup
+from mailstead.settings.bruteforce import BruteForce
+from mailstead.settings.check import Check
 from mailstead.settings.checks import _ip_check, _SemanticIssues, semantic_issues
 from mailstead.settings.errors import _show
 from mailstead.settings.fields import (
@@ -21,9 +24,9 @@ from mailstead.settings.fields import (
     ServerName,
     ZoneOrLabel,
 )
-from mailstead.settings.bruteforce import BruteForce
 from mailstead.settings.firewall import Firewall
 from mailstead.settings.models import DEFAULT_NTP, OpenSmtpd, Tls, _Model
+from mailstead.settings.rspamd import Rspamd
 from mailstead.settings.spamtrap import Spamtrap
 
 # --------------------------------------------------------------------------------------------
@@ -58,6 +61,10 @@ class Settings(_Model):
     opensmtpd: OpenSmtpd = Field(default_factory=OpenSmtpd)
     """OpenSMTPD source: {'source': 'debian-archive', 'version': '7.9.0p0', 'sha256': ..., ...}."""
 
+    # spam filtering, DKIM signing
+    rspamd: Rspamd = Field(default_factory=Rspamd)
+    """Spam filter: {'reject_score': 15, 'add_header_score': 6, 'greylist_timeout': 300, 'dnsbls': {...}, ...}."""
+
     # Dovecot
     imap_starttls: StrictBool = False
     """Also serve IMAP on port 143 with STARTTLS (login only after STARTTLS; plaintext AUTH stays refused);
@@ -71,11 +78,11 @@ class Settings(_Model):
     chrony_set_clock: StrictBool = True
     """Let chronyd set the clock (False = chronyd -x, the lab)."""
     resolver_forwarders: list[Forwarder] = Field(default_factory=list)
-    """Unbound forwarders (IP addresses); [] = full recursion (needed for DNSBLs). For the local-resolver
-    stage, which is not built yet: no task reads it in this version."""
+    """Forwarders of the host's Unbound (IP addresses, or address@port); [] = full recursion from the root
+    (what DNS blocklists need: they refuse queries that come through big public resolvers)."""
     resolver_insecure_domains: list[ZoneOrLabel] = Field(default_factory=list)
-    """Domains Unbound treats as DNSSEC-insecure (e.g. 'test' in the lab). For the local-resolver stage,
-    which is not built yet."""
+    """Domains the host's Unbound does not DNSSEC-validate, and answers from DNS even where Unbound has a
+    built-in zone (e.g. 'test' and the TEST-NET reverse zones in the lab)."""
     apt_mirror: MirrorUrl | None = None
     """APT mirror URI to configure (http or https, without user:password@); None = keep the mirror already
     configured on the host."""
@@ -92,6 +99,10 @@ class Settings(_Model):
     spamtrap: Spamtrap = Field(default_factory=Spamtrap)
     """Spamtraps and the mail hosts' copy of their lists: {'source_ttl': 604800, 'max_sources': 10000,
     'reply': '451 4.7.1 ...', 'pull_interval': 60}."""
+    backup: Backup = Field(default_factory=Backup)
+    """Backups with restic: {'repository': 'sftp:backup@backup.example.org:/srv/restic/{fqdn}', ...}."""
+    check: Check = Field(default_factory=Check)
+    """What `python -m mailstead check` looks at: {'dnsbl_zones': [...], 'cert_warn_days': 14, ...}."""
 
     # ---------------------------------------------------------------- field validators
 
