@@ -159,3 +159,12 @@ def test_the_pull_keeps_trap_first_apart_and_drops_garbage(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert out.read_text() == "198.51.100.248\n2001:db8::7\n"
     assert first.read_text() == "198.51.100.10\n"
+
+
+def test_traps_summary_counts_hits_and_ranks_sources():
+    doc = {"position": "last", "sources": {"198.51.100.7": {"hits": 3, "helo": "bot", "mail": "a@b.example"},
+                                           "198.51.100.8": {"hits": 9}, "2001:db8::1": {"hits": 1}}}
+    lines = trapdata.summary("trap2.example.org", doc, top=2)
+    assert lines[0] == "trap2.example.org (last): 13 hits from 3 sources"
+    assert lines[1].split() == ["9", "198.51.100.8"]
+    assert lines[2].split() == ["3", "198.51.100.7", "helo=bot", "mail=a@b.example"] and len(lines) == 3
