@@ -17,11 +17,13 @@ Files on the host:
 
 from __future__ import annotations
 
+from pyinfra import host
+from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
 from mailstead.spamtrap import FIRST_MAP_FILE, MAP_FILE, feed_key
-from tasks.common import (FILES_DIR, STATE_DIR, checked_file, dry_run, enable_and_start, render, systemd_units,
-                          would_create)
+from tasks.common import (DAEMON_RELOAD, FILES_DIR, STATE_DIR, absent_file, checked_file, dry_run, enable_and_start,
+                          render, run_pending, systemd_units, would_create)
 from tasks.spamtrap import FEED_USER, LIB_DIR
 
 CONF_DIR = "/etc/mailstead/trapfeed"
@@ -52,6 +54,12 @@ def deploy(settings, env, results) -> None:
                     path=STATE_DIR, user="root", group="root", mode="755")
     files.directory(name="trap feed configuration", path=CONF_DIR, mode="700")
     files.directory(name="trap feed state", path=CACHE_DIR, mode="700")
+    for path in (MAP_FILE, FIRST_MAP_FILE):  # what reads them finds a file, empty until the first fetch
+        files.file(name=f"{path} exists", path=path, user="root", group="root", mode="644")
+    if not env.spamtraps:
+        host.noop(f"no spamtraps in {env.environment}: nothing to fetch, the maps stay empty")
+        _no_timer()
+        return
     files.put(name="spamtrap-pull", src=str(FILES_DIR / "spamtrap/spamtrap-pull"), dest=PULL, mode="755")
     key = feed_key(env.secrets_dir, env.environment, create=not dry_run())
     if key is None:
@@ -64,6 +72,17 @@ def deploy(settings, env, results) -> None:
         "mailstead-spamtrap-pull.timer": render("spamtrap/pull.timer.j2", interval=settings.spamtrap.pull_interval),
     })
     enable_and_start("mailstead-spamtrap-pull.timer")
-    server.shell(name="An (empty) source map exists before anything reads it",
-                 commands=[f"[ -e {m} ] || {{ umask 022; : > {m}; }}" for m in (MAP_FILE, FIRST_MAP_FILE)],
+    server.shell(name="Fetch the traps' lists now", commands=["systemctl start mailstead-spamtrap-pull.service"],
                  _if=lambda: any(op.did_change() for op in units))
+
+
+def _no_timer() -> None:
+    """An environment without traps (any more): no fetch timer."""
+    timer = "/etc/systemd/system/mailstead-spamtrap-pull.timer"
+    if host.get_fact(File, path=timer):
+        server.shell(name="No trap feed timer (no spamtraps)",
+                     commands=["systemctl disable --now mailstead-spamtrap-pull.timer"])
+    removed = [absent_file(name=f"No {p}", path=p, restarts=DAEMON_RELOAD)
+               for p in (timer, "/etc/systemd/system/mailstead-spamtrap-pull.service")]
+    run_pending(name="systemd daemon-reload (trap feed units removed)", marker=DAEMON_RELOAD,
+                command="systemctl daemon-reload", ops=removed)

@@ -46,8 +46,8 @@ class Firewall(_Model):
     """SSH port the deploy connects to: its rule comes first, before every limit, so a deploy is never locked
     out."""
     new_per_minute: StrictInt = 120
-    """New connections per minute one source address may open to the mail ports (25, 465, 587, 993, 143,
-    4190); more are refused with a TCP reset."""
+    """New connections per minute one source address (IPv6: one /64) may open to the mail ports (25, 465, 587,
+    993, 143, 4190); more are refused with a TCP reset."""
     burst: StrictInt = 40
     """New connections a source may open at once before `new_per_minute` applies."""
     max_per_source: StrictInt = 40

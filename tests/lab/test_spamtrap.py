@@ -39,6 +39,26 @@ def publish(lab, prod: str) -> None:
     lab.exec(prod, "systemctl", "start", "mailstead-spamtrap-pull.service")
 
 
+def rspamd_line(lab, host: str, message_id: str, timeout: float = 20) -> str:
+    """rspamd's log line of the message with this Message-ID (its symbols are in it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = lab.exec(host, "sh", "-c", f"grep -h -F -- '<{message_id}>' /var/log/rspamd/rspamd.log || true").stdout
+        if "MAILSTEAD_" in out or "default:" in out or time.monotonic() > deadline:
+            return out
+        time.sleep(0.5)
+
+
+def reload_rspamd(lab, host: str) -> None:
+    """What rspamd's own map watch does within a minute: read the map file again."""
+    lab.exec(host, "systemctl", "reload", "rspamd")
+    deadline = time.monotonic() + 30
+    while lab.exec(host, "rspamc", "stat", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "rspamd does not answer"
+        time.sleep(0.5)
+    time.sleep(1)
+
+
 def nothing_stored(lab) -> None:
     assert ":25 " not in lab.exec("trap1", "ss", "-Hltn").stdout  # trap-first runs no SMTP server at all
     assert lab.exec("trap2", "smtpctl", "show", "queue").stdout.strip() == ""
@@ -86,6 +106,18 @@ def test_a_bot_at_trap_last_gets_4xx_and_lands_in_the_mail_hosts_map(lab, postfi
     first = lab.exec(prod["name"], "cat", FIRST_MAP_FILE).stdout.split()
     assert topology.host("infra").ipv4 in first, first
     assert lab.exec(prod["name"], "stat", "-c", "%a %U", MAP_FILE).stdout.split() == ["644", "root"]
+
+    # the real MX's rspamd scores the bot, not the Postfix peer
+    reload_rspamd(lab, prod["name"])
+    bot_mid, peer_mid = f"{token()}@spam.example", f"{token()}@lab.test"
+    sent = swaks(lab, "--server", prod["ipv4"], "--local-interface", BOT, "--from", "bot@spam.example",
+                 "--to", "alice@production.test", "--header", f"Message-Id: <{bot_mid}>")
+    assert sent.returncode == 0, sent.stdout[-1500:]
+    lab.exec("infra", "sendmail", "-f", "peer@lab.test", "alice@production.test",
+             input=f"From: peer@lab.test\nTo: alice@production.test\nMessage-Id: <{peer_mid}>\nSubject: x\n\nhi\n")
+    bot_line, peer_line = rspamd_line(lab, prod["name"], bot_mid), rspamd_line(lab, prod["name"], peer_mid)
+    assert "MAILSTEAD_SPAMTRAP_SOURCE(" in bot_line, bot_line
+    assert peer_line and "MAILSTEAD_SPAMTRAP_SOURCE" not in peer_line, peer_line
 
     traps = subprocess.run([LABCTL, "net", "--", sys.executable, "-m", "mailstead", "traps", "--inventory",
                             LAB_INVENTORY], cwd=ROOT, capture_output=True, text=True, timeout=120)

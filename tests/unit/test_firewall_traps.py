@@ -17,14 +17,12 @@ from mailstead.settings import build_settings
 from mailstead.settings.firewall import nft_rule_problem
 from tasks import bruteforce, firewall, spamtrap, trapfeed
 
-HASH = "{BLF-CRYPT}$2b$12$" + "a" * 53
 PROD = "group_data/production.py"
 
 
 def settings(roles=("mailservers", "production"), name="mail.example.org", **extra):
-    data = {"environment": "production", "domains": ["example.org"], "admin_email": "alice@example.org",
-            "ipv4": "198.51.100.10", "users": [{"address": "alice@example.org", "password_hash": HASH}]} | extra
-    return build_settings(name, list(roles), data, {})
+    """A host's own Settings (the environment-wide keys live in EnvironmentSettings, not needed here)."""
+    return build_settings(name, list(roles), {"environment": "production", "ipv4": "198.51.100.10"} | extra, {})
 
 
 # ------------------------------------------------------------------------------------------- hostile settings
@@ -96,6 +94,7 @@ def test_the_mail_host_ruleset_opens_its_ports_ssh_first_and_meters_the_mail_por
     assert not any("dport 22 " in r for r in rules)
     assert "ip saddr { 198.51.100.1/32 } accept" in nft.split("chain mail_new {", 1)[1]
     assert "limit rate over 120/minute burst 40 packets" in nft and "ct count over 40" in nft
+    assert "ip6 saddr and ffff:ffff:ffff:ffff:: ct count over 40" in nft  # IPv6: per /64
     assert nft.count("reject with tcp reset") == 4 and " drop" not in nft.split("chain mail_new", 1)[1].split(
         "chain input", 1)[0]
 
@@ -160,3 +159,12 @@ def test_the_pull_keeps_trap_first_apart_and_drops_garbage(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert out.read_text() == "198.51.100.248\n2001:db8::7\n"
     assert first.read_text() == "198.51.100.10\n"
+
+
+def test_traps_summary_counts_hits_and_ranks_sources():
+    doc = {"position": "last", "sources": {"198.51.100.7": {"hits": 3, "helo": "bot", "mail": "a@b.example"},
+                                           "198.51.100.8": {"hits": 9}, "2001:db8::1": {"hits": 1}}}
+    lines = trapdata.summary("trap2.example.org", doc, top=2)
+    assert lines[0] == "trap2.example.org (last): 13 hits from 3 sources"
+    assert lines[1].split() == ["9", "198.51.100.8"]
+    assert lines[2].split() == ["3", "198.51.100.7", "helo=bot", "mail=a@b.example"] and len(lines) == 3
