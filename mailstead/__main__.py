@@ -5,6 +5,16 @@
   dkim ...             list, rotate, activate, retire DKIM keys
                        (dns and dkim --env read the inventory file given with --inventory FILE, default
                        inventory.py, as pyinfra reads it)
+  traps                per-trap hit counts and top sources of the spamtraps (--inventory FILE, --env ENV)
+  check                the environment as the outside world sees it, plus failed units, queue and disk over
+                       SSH (--env ENV, --json); exit 1 on a problem
+  rollout              deploy staging, check it (+ a real round trip), then production and check it (--dry)
+  user add|passwd|remove|list, alias add|remove
+                       edit the environment's group_data, then deploy only OpenSMTPD's tables and Dovecot's users
+  queue show|retry|remove --host HOST, logs --host HOST ID
+                       the mail queue (smtpctl) and one message's path through smtpd and Dovecot, over SSH
+  backup status|now, restore --host HOST [--user ADDRESS]
+                       restic backups of the mail hosts and restoring a host's mail store or one mailbox
   settings-reference   print the settings reference (Markdown); --write README.md updates the README
 """
 
@@ -47,8 +57,26 @@ def main(argv: list[str] | None = None) -> int:
         from mailstead.passwords import main as run
     elif command == "dns":
         from mailstead.dns.cli import main as run
+    elif command == "check":
+        from mailstead.check.cli import main as run
+    elif command == "rollout":
+        from mailstead.rollout import main as run
+    elif command == "user":
+        from mailstead.day2 import user_main as run
+    elif command == "alias":
+        from mailstead.day2 import alias_main as run
+    elif command == "queue":
+        from mailstead.mailops import queue_main as run
+    elif command == "logs":
+        from mailstead.mailops import logs_main as run
+    elif command == "backup":
+        from mailstead.backup import backup_main as run
+    elif command == "restore":
+        from mailstead.backup import restore_main as run
     elif command == "dkim":
         from mailstead.dkim import main as run
+    elif command == "traps":
+        from mailstead.spamtrap import main as run
     elif command == "settings-reference":
         return settings_reference(argv)
     else:

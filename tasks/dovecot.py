@@ -91,6 +91,7 @@ def deploy(settings, env, results) -> None:
     """``results.dovecot_settings``: raw dovecot.conf lines of earlier stages (e.g. IMAPSieve spam learning);
     ``results.tls_changed``: the TLS stage's operations (a new certificate restarts Dovecot). The users the
     config names (vmail, smtpd's user) come from the mailusers stage, which runs before this one."""
+    results.open_ports += [993, 4190] + ([143] if settings.imap_starttls else [])
     packages = apt.packages(name="Dovecot 2.4 (IMAP, LMTP, Sieve, ManageSieve, flatcurve)", packages=PACKAGES,
                             no_recommends=True)
     users = checked_file(name="Dovecot users (passwd-file)", dest=USERS_FILE, content=users_file(env),

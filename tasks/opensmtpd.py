@@ -344,6 +344,7 @@ def deploy(settings, env, results) -> None:
     """``results.smtpd_filters``: filters of earlier stages (spam filtering, signing) for smtpd.conf;
     ``results.tls_changed``: the TLS stage's operations (a new certificate restarts smtpd)."""
     lay = layout(settings)
+    results.open_ports += [25, 465, 587]
     if settings.opensmtpd.source == "package":
         install_ops = _install_package(settings, lay)
     else:

@@ -6,13 +6,16 @@ hosts add to it (the mail hosts, the traps and the MX list)."""
 from __future__ import annotations
 
 import difflib
+import json
 import re
+from pathlib import Path
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal, Mapping
 
 from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
 
 from mailstead import policies
+from mailstead.secrets import secrets_root
 from mailstead.settings.checks import _SemanticIssues, environment_semantic_issues
 from mailstead.settings.errors import _CONTROL_RE, Issue, _py, _show
 from mailstead.settings.fields import (
@@ -60,6 +63,30 @@ class MxRecord(_Model):
 
 MX_PREFERENCE = {"first": 10, "mail": 20, "last": 30}
 
+
+def password_hashes_path(secrets_dir: str, name: str) -> Path:
+    p = Path(name)
+    return p if p.is_absolute() else secrets_root(secrets_dir) / p
+
+
+def read_password_hashes(secrets_dir: Any, name: Any) -> dict[str, str]:
+    """{address: hash} of the password_hashes_file ({} while it does not exist: the first `user add` makes it);
+    an unreadable file is a settings error that names the file (never its content)."""
+    if not isinstance(name, str) or not isinstance(secrets_dir, str):
+        return {}
+    path = password_hashes_path(secrets_dir, name)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"password_hashes_file {str(path)!r} is not a JSON object of address -> hash "
+                         f"({type(exc).__name__}); write it as {{\"alice@example.org\": \"{{BLF-CRYPT}}...\"}}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ValueError(f"password_hashes_file {str(path)!r} is not a JSON object of address -> hash; write it as "
+                         '{"alice@example.org": "{BLF-CRYPT}..."}')
+    return data
+
 # --------------------------------------------------------------------------------------------
 # The environment's settings
 
@@ -103,6 +130,10 @@ class EnvironmentSettings(_Model):
     """RSA DKIM key size: 2048, 3072 or 4096 (less than 2048 is weak, RFC 8301)."""
     secrets_dir: LocalPath = "secrets"
     """Directory of secrets on the deploy machine (relative to the project directory); never in git."""
+    password_hashes_file: LocalPath | None = None
+    """A JSON file in secrets_dir ({address: password_hash}) holding the hashes of users listed without
+    `password_hash` (so hashes need not be in git; `python -m mailstead user add|passwd` writes there when this is
+    set); None = every user has its password_hash in group_data."""
 
     # what the environment's hosts add (not group_data keys)
     mail_hosts: tuple[MailHost, ...] = ()
@@ -248,6 +279,32 @@ class EnvironmentSettings(_Model):
         if not 86400 <= value <= 31557600:
             raise ValueError(f"{value} is outside 86400..31557600 seconds (RFC 8461); write mta_sts_max_age = 604800")
         return value
+
+    @field_validator("password_hashes_file")
+    @classmethod
+    def _hashes_file(cls, value: str | None, info) -> str | None:
+        if value is not None:
+            read_password_hashes(info.data.get("secrets_dir") or "secrets", value)
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hashes_from_file(cls, data: Any) -> Any:
+        """Users listed without password_hash get theirs from password_hashes_file (read on the deploy machine)."""
+        if not isinstance(data, Mapping) or not data.get("password_hashes_file"):
+            return data
+        users = data.get("users")
+        if not isinstance(users, list) or all(not isinstance(u, Mapping) or "password_hash" in u for u in users):
+            return data
+        try:
+            hashes = read_password_hashes(data.get("secrets_dir") or "secrets", data["password_hashes_file"])
+        except ValueError:  # reported by the field's own check (_hashes_file), with the file's name
+            return data
+        data = dict(data)
+        data["users"] = [{**u, "password_hash": hashes[u.get("address")]}
+                         if isinstance(u, Mapping) and "password_hash" not in u and u.get("address") in hashes
+                         else u for u in users]
+        return data
 
     @model_validator(mode="before")
     @classmethod

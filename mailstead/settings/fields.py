@@ -41,7 +41,7 @@ PYINFRA_KEY_PREFIXES = (
 SECRETISH = re.compile(r"(token|secret|password|passwd|api_key|apikey|key_data|tsig_key$)", re.I)
 ENVIRONMENT_WIDE_FIELDS = (
     "domains", "users", "aliases", "admin_email", "dns", "dnssec", "dns_ttl", "dmarc",
-    "mta_sts_mode", "mta_sts_max_age", "tls_rpt_email", "dkim_rsa_bits", "secrets_dir",
+    "mta_sts_mode", "mta_sts_max_age", "tls_rpt_email", "dkim_rsa_bits", "secrets_dir", "password_hashes_file",
 )
 # Every pattern below is used with fullmatch() only: re.match() with a trailing $ accepts "value\n".
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"

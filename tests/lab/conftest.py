@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import DeployRun, run_deploy  # noqa: E402
+from helpers import DeployRun, authorize_backup_keys, run_deploy  # noqa: E402
 from lablib import Lab  # noqa: E402
 
 
@@ -35,9 +35,11 @@ def lab() -> Lab:
 
 @pytest.fixture(scope="session")
 def deployed(lab) -> DeployRun:
-    """The first deploy of this session (on a fresh lab: the full build)."""
+    """The first deploy of this session (on a fresh lab: the full build). The backup repository host (infra)
+    then accepts the mail hosts' backup keys the deploy made."""
     run = run_deploy()
     assert run.returncode == 0, f"deploy failed:\n{run.stderr[-6000:]}"
+    authorize_backup_keys(lab, lab.status())
     return run
 
 

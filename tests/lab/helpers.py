@@ -229,3 +229,106 @@ out["capabilities"] = list(m.capabilities)
 m.select("INBOX")
 print(json.dumps(out))
 """
+
+
+# ----------------------------------------------------------------------------- TLS listeners (ACME)
+
+# Every TLS listener of a mail host: (port, how TLS starts, the name the client asks for). 443 is asked for
+# the domain's web names (SNI); the mail ports for the host's own name.
+def tls_listeners(host_name: str, domain: str) -> list[tuple[int, str, str]]:
+    return [(25, "smtp", host_name), (465, "implicit", host_name), (587, "smtp", host_name),
+            (993, "implicit", host_name), (4190, "sieve", host_name), (443, "implicit", f"mta-sts.{domain}"),
+            (443, "implicit", f"autoconfig.{domain}")]
+
+
+TLS_PROBE_SCRIPT = r"""
+import socket, ssl
+ctx = ssl.create_default_context(cafile=ARGS["ca"])  # trusts only this file (no system CAs)
+out = []
+for port, how, name in ARGS["listeners"]:
+    try:
+        s = socket.create_connection((ARGS["ip"], port), timeout=15)
+        f = s.makefile("rb")
+        if how == "smtp":
+            f.readline()
+            s.sendall(b"EHLO probe.example\r\n")
+            while True:
+                line = f.readline()
+                if line[3:4] != b"-":
+                    break
+            s.sendall(b"STARTTLS\r\n"); f.readline()
+        elif how == "sieve":
+            while not f.readline().startswith(b"OK"):
+                pass
+            s.sendall(b"STARTTLS\r\n"); f.readline()
+        t = ctx.wrap_socket(s, server_hostname=name)
+        der = t.getpeercert(binary_form=True)
+        peer = t.getpeercert()
+        t.close()
+        sans = sorted(v for k, v in peer.get("subjectAltName", ()) if k == "DNS")
+        out.append({"port": port, "name": name, "ok": True, "serial": peer["serialNumber"].lower().lstrip("0"),
+                    "sans": sans})
+    except Exception as e:
+        out.append({"port": port, "name": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
+print(json.dumps(out))
+"""
+
+
+def probe_tls(lab, ip: str, ca_file: str, listeners) -> list[dict]:
+    """Connect to each listener from the lab's outside world, trusting only ``ca_file``, with the listener's
+    name checked; [{port, name, ok, serial, sans} or {port, name, ok: False, error}]."""
+    return net_python(lab, TLS_PROBE_SCRIPT, {"ip": ip, "ca": ca_file, "listeners": listeners})
+
+
+def pebble_root(lab, status, dest: Path) -> str:
+    """pebble's current issuing root, fetched from its management interface (15000, /roots/0) by the lab's
+    outside world, which trusts the lab world CA for pebble's own HTTPS; written to ``dest``."""
+    acme = status["acme"]
+    pem = lab.net("curl", "-sSf", "--cacert", acme["ca_bundle"], f"{acme['management_url']}/roots/0",
+                  timeout=30).stdout
+    assert pem.startswith("-----BEGIN CERTIFICATE-----"), pem[:200]
+    dest.write_text(pem)
+    return str(dest)
+# ----------------------------------------------------------------------------- the deploy machine's commands
+
+
+@dataclass
+class CommandRun:
+    returncode: int
+    seconds: float
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+def mailstead_cmd(*args: str, timeout: int = 1800, env: dict | None = None,
+                  input_text: str | None = None) -> CommandRun:
+    """`python -m mailstead ARGS --inventory tests/lab/inventory.py` from the repository root, in the lab's
+    outside world (`labctl net`), as an operator runs it from the deploy machine (``input_text``: its stdin)."""
+    start = time.monotonic()
+    proc = subprocess.run([LABCTL, "net", "--", sys.executable, "-m", "mailstead", *args,
+                           "--inventory", LAB_INVENTORY], cwd=ROOT, env=dict(os.environ, **(env or {})),
+                          capture_output=True, text=True, timeout=timeout, input=input_text)
+    return CommandRun(proc.returncode, time.monotonic() - start, proc.stdout, proc.stderr)
+
+
+def problems(run: CommandRun) -> list[dict]:
+    """The findings of `check --json` that are problems."""
+    return [f for f in run.json["findings"] if f["status"] == "problem"]
+
+
+# ----------------------------------------------------------------------------- backups
+
+
+def authorize_backup_keys(lab, status) -> None:
+    """The lab's backup repository host (infra): an SFTP account `restic` (home /srv/restic) that accepts the
+    SSH keys the deploy keeps for each mail host (secrets/backup/<fqdn>.ssh-key.pub), as a real repository
+    host's administrator would set it up. Idempotent."""
+    keys = "".join(p.read_text() for p in sorted((Path(status["state_dir"]) / "secrets" / "backup").glob("*.pub")))
+    lab.exec("infra", "sh", "-c", "id restic >/dev/null 2>&1 || useradd -M -d /srv/restic -s /bin/sh restic; "
+             "install -d -o restic -g restic -m 700 /srv/restic /srv/restic/.ssh; "
+             "cat > /srv/restic/.ssh/authorized_keys; chown restic:restic /srv/restic/.ssh/authorized_keys; "
+             "chmod 600 /srv/restic/.ssh/authorized_keys", input=keys)

@@ -4,10 +4,13 @@
 from os import environ as _environ
 
 from labdata import state
+from topology import OUTSIDE_ALT_V4 as _OUTSIDE_ALT_V4
 
 # MAILSTEAD_LAB_SECRETS_DIR: another secrets directory for one run (tests/lab/test_deploy_dry.py)
 secrets_dir = _environ.get("MAILSTEAD_LAB_SECRETS_DIR") or state()["state_dir"] + "/secrets"
-tls = {"mode": "lab"}
+# staging: the lab CA (the private-CA mode for offline use); production overrides it with the lab's ACME CA
+# (pebble on infra). The lab's senders trust both, so MTA-STS enforce is fine here.
+tls = {"mode": "lab", "trusted_by_senders": True}
 dns = {
     "provider": "powerdns",
     "api_url": state()["pdns"]["api_url"],
@@ -33,3 +36,16 @@ rspamd = {
     "greylist_whitelist": ["198.51.100.243"],
     "dnsbls": {"grey.dnsbl.lab.test": 25, "junk.dnsbl.lab.test": 45, "block.dnsbl.lab.test": 70},
 }
+# The suite's clients mostly connect from the gateway address (TLS scans open hundreds of connections in a
+# minute): the per-source limits skip it. Tests of the limits use the outside pool addresses.
+firewall = {"unmetered_sources": [state()["gateway"]["ipv4"], state()["gateway"]["ipv6"]]}
+# Brute-force bans: short, so a test sees one end. Never banned: the gateway (deploys, the suite's clients)
+# and the address test_smtp_auth.py guesses passwords from (it measures filter-authguard, not bans).
+bruteforce = {"bantime": 20, "findtime": 120, "maxretry": 5,
+              "ignore": [state()["gateway"]["ipv4"], state()["gateway"]["ipv6"], _OUTSIDE_ALT_V4]}
+# `python -m mailstead check`: the lab's outside world has no DNS blocklist to ask (its resolver answers .test
+# names only)
+check = {"dnsbl_zones": []}
+# Backups of the lab's mail hosts go to an SFTP repository on the infra host (the tests authorize each host's
+# key there: tests/lab/helpers.py authorize_backup_keys)
+backup = {"repository": "sftp:restic@infra.lab.test:/srv/restic/{fqdn}"}

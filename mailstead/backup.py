@@ -1,0 +1,147 @@
+"""Backups on the deploy machine's side: each mail host's restic password and SFTP key (kept in secrets_dir, so
+a rebuilt host reads its old backups), and the commands
+
+  backup status [--env ENV | --host HOST]   last snapshot and last run of each mail host's backup
+  backup now --host HOST                    run the backup now (the timer's service) and wait for it
+  restore --host HOST [--user ADDRESS]      the host's mail store (or one mailbox) from the latest snapshot,
+                                            full-text indexes rebuilt
+
+(over SSH, as pyinfra logs in; --inventory FILE as for the other commands)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import re
+import secrets as _random
+import subprocess
+import sys
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from mailstead import secrets
+from mailstead.check.hostcheck import ssh_argv
+from mailstead.settings.fields import split_address
+
+BIN = "/usr/local/sbin"
+RESTIC = f"{BIN}/mailstead-restic"
+VMAIL = "/var/vmail"
+
+
+def backup_secrets(secrets_dir, fqdn: str, create: bool = True) -> tuple[bytes, bytes, bytes] | None:
+    """(repository password, SSH private key, SSH public key) of a mail host, made on first use (0600 files);
+    None when they do not exist and ``create`` is False (a dry run)."""
+    pw_file = secrets.backup_password_file(secrets_dir, fqdn)
+    key_file = secrets.backup_ssh_key_file(secrets_dir, fqdn)
+    pub_file = key_file.with_name(key_file.name + ".pub")
+    if not (pw_file.exists() and key_file.exists() and pub_file.exists()):
+        if not create:
+            return None
+        if not pw_file.exists():
+            secrets.write_private(pw_file, _random.token_urlsafe(32) + "\n")
+        if not key_file.exists() or not pub_file.exists():
+            key = Ed25519PrivateKey.generate()
+            secrets.write_private(key_file, key.private_bytes(serialization.Encoding.PEM,
+                                                              serialization.PrivateFormat.OpenSSH,
+                                                              serialization.NoEncryption()))
+            pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            secrets.write_private(pub_file, pub + f" mailstead-backup@{fqdn}\n".encode())
+    return pw_file.read_bytes(), key_file.read_bytes(), pub_file.read_bytes()
+
+
+def restore_script(fqdn: str, address: str | None) -> str:
+    """The shell script a restore runs on the host: restic restore of the latest snapshot (the whole mail store,
+    smtpd stopped meanwhile, or one mailbox), ownership back to vmail, every full-text index of what was
+    restored dropped and rebuilt, Dovecot's view resynced."""
+    if address:
+        local, domain = split_address(address)
+        path = f"{VMAIL}/{domain}/{local}"
+        who = f"-u '{address}'"
+    else:
+        path, who = VMAIL, "-A"
+    stop = "" if address else "systemctl stop opensmtpd\ntrap 'systemctl start opensmtpd' EXIT\n"
+    return f"""set -eu
+{stop}{RESTIC} restore latest --host {fqdn} --tag mailstead --target / --include '{path}'
+find '{path}' -type d -name fts-flatcurve -prune -exec rm -rf {{}} +
+chown -R vmail:vmail '{path}'
+doveadm force-resync {who} '*'
+doveadm index {who} '*'
+echo restored {path} from the latest snapshot of {fqdn}
+"""
+
+
+def _hosts(inventory_file: str, env: str | None, host: str | None) -> list[tuple[str, list[str]]]:
+    from mailstead.inventory import load_inventory
+    from mailstead.settings import from_host
+
+    out = []
+    for h in load_inventory(inventory_file):
+        s = from_host(h)
+        if not s.is_mailserver or (env and s.environment != env) or (host and host not in (h.name, s.fqdn)):
+            continue
+        out.append((str(s.fqdn), ssh_argv(h.data.dict(), str(s.fqdn))))
+    if not out:
+        raise SystemExit(f"{inventory_file}: no mail host matches")
+    return out
+
+
+def _run(argv: list[str], script: str, timeout: int = 3600) -> subprocess.CompletedProcess:
+    return subprocess.run([*argv, "sh", "-s"], input=script, capture_output=True, text=True, timeout=timeout)
+
+
+def status_line(fqdn: str, snapshots_json: str, now: _dt.datetime) -> tuple[bool, str]:
+    """(fresh, text) for the newest snapshot of a host; fresh = younger than two days."""
+    try:
+        snaps = json.loads(snapshots_json or "[]")
+    except ValueError:
+        return False, f"{fqdn}: cannot read the repository: {snapshots_json.strip()[:160]}"
+    if not snaps:
+        return False, f"{fqdn}: no snapshot yet"
+    last = max(snaps, key=lambda s: s["time"])
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$", last["time"])
+    if not m:
+        return False, f"{fqdn}: cannot read the snapshot time {last['time']!r}"
+    when = _dt.datetime.fromisoformat(m.group(1) + m.group(2).replace("Z", "+00:00"))
+    age = (now - when).total_seconds() / 3600
+    return age < 48, f"{fqdn}: {len(snaps)} snapshot(s), newest {last['short_id']} {age:.1f} h ago"
+
+
+def backup_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m mailstead backup")
+    p.add_argument("action", choices=["status", "now"])
+    p.add_argument("--env", default=None)
+    p.add_argument("--host", default=None)
+    p.add_argument("--inventory", default="inventory.py", metavar="FILE")
+    args = p.parse_args(argv)
+    if args.action == "now" and not args.host:
+        p.error("backup now needs --host HOST")
+    rc = 0
+    for fqdn, ssh in _hosts(args.inventory, args.env, args.host):
+        if args.action == "now":
+            proc = _run(ssh, "systemctl start mailstead-backup.service && echo backup done || "
+                             "{ journalctl -u mailstead-backup.service -n 20 --no-pager; exit 1; }")
+            print(proc.stdout.strip() or proc.stderr.strip())
+            rc |= proc.returncode != 0
+            continue
+        proc = _run(ssh, f"{RESTIC} snapshots --json --host {fqdn} --tag mailstead 2>&1", timeout=300)
+        fresh, line = status_line(fqdn, proc.stdout, _dt.datetime.now(_dt.timezone.utc))
+        print(("ok       " if fresh else "PROBLEM  ") + line)
+        rc |= not fresh
+    return 1 if rc else 0
+
+
+def restore_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m mailstead restore")
+    p.add_argument("--host", required=True)
+    p.add_argument("--user", default=None, metavar="ADDRESS", help="only this mailbox")
+    p.add_argument("--inventory", default="inventory.py", metavar="FILE")
+    args = p.parse_args(argv)
+    [(fqdn, ssh)] = _hosts(args.inventory, None, args.host)
+    if args.user and not split_address(args.user):
+        p.error(f"{args.user!r} is not an address")
+    proc = _run(ssh, restore_script(fqdn, args.user))
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr[-4000:])
+    return proc.returncode

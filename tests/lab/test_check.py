@@ -1,0 +1,70 @@
+"""`python -m mailstead check --env production` from the lab's outside world: green (exit 0) on the freshly
+deployed lab; then each of three breakages done behind mailstead's back makes it exit 1 and name the problem,
+and undoing it makes it green again (one test: the check runs a handful of times, not once per scenario).
+
+- a DKIM TXT record changed at the DNS provider (PowerDNS API), repaired by `dns apply`;
+- OpenSMTPD stopped on mail.production.test;
+- the MTA-STS policy no longer served (nginx's policy file moved away).
+"""
+
+from __future__ import annotations
+
+from helpers import drive, mailstead_cmd, problems
+
+HOST = "mail-prod"
+FQDN = "mail.production.test"
+POLICY = "/var/www/mailstead/production.test/.well-known/mta-sts.txt"
+
+
+def check_production():
+    run = mailstead_cmd("check", "--env", "production", "--json", timeout=600)
+    assert run.returncode in (0, 1), f"check crashed ({run.returncode}):\n{run.stderr[-3000:]}"
+    return run
+
+
+def _summary(run) -> str:
+    return "\n".join(f"{f['status']} {f['check']} {f['subject']}: {f['detail']}" for f in run.json["findings"]
+                     if f["status"] != "ok")
+
+
+def test_check_is_green_then_names_each_breakage(lab, deployed):
+    run = check_production()
+    assert run.returncode == 0, f"check is not green on the fresh lab:\n{_summary(run)}"
+    seen = {f["check"] for f in run.json["findings"]}
+    assert {"dns", "ptr", "tls", "mta-sts", "relay", "trap", "units", "services", "queue", "disk"} <= seen, seen
+    print(f"green check: {run.seconds:.1f} s, {len(run.json['findings'])} findings")
+
+    # 1. a DKIM TXT record changed at the provider behind mailstead's back
+    dkim = [r for r in drive(lab, env="production", records=True)["records"] if "._domainkey." in r[0]]
+    name, _, ttl, _ = dkim[0]
+    fake = '"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="'
+    drive(lab, env="production", seed=[["production.test", name, "TXT", ttl, [fake]]])
+    try:
+        run = check_production()
+        assert run.returncode == 1, _summary(run)
+        assert any(f["check"] == "dkim" and name in f["subject"] for f in problems(run)), _summary(run)
+    finally:
+        drive(lab, env="production", stage="apply")
+    # 2. OpenSMTPD stopped on the mail host
+    lab.exec(HOST, "systemctl", "stop", "opensmtpd")
+    try:
+        run = check_production()
+        assert run.returncode == 1, _summary(run)
+        named = {(f["check"], f["subject"]) for f in problems(run)}
+        assert ("tls", f"{FQDN}:25") in named and ("services", FQDN) in named, _summary(run)
+        assert "opensmtpd (inactive)" in _summary(run), _summary(run)
+    finally:
+        lab.exec(HOST, "systemctl", "start", "opensmtpd")
+    # 3. the MTA-STS policy not served
+    lab.exec(HOST, "mv", POLICY, POLICY + ".away")
+    try:
+        run = check_production()
+        assert run.returncode == 1, _summary(run)
+        assert [f for f in problems(run) if f["check"] == "mta-sts"] == [
+            f for f in problems(run)], _summary(run)
+        assert any("HTTP 404" in f["detail"] for f in problems(run)), _summary(run)
+    finally:
+        lab.exec(HOST, "mv", POLICY + ".away", POLICY)
+
+    run = check_production()
+    assert run.returncode == 0, f"check is not green again after the repairs:\n{_summary(run)}"
