@@ -18,6 +18,8 @@ active keys only (published-only keys are in DNS and on disk but do not sign yet
 
 from __future__ import annotations
 
+from pyinfra import host
+from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
 
 from mailstead import dkim, secrets
@@ -52,6 +54,7 @@ def deploy(settings, env, results) -> None:
                         mode="750"),
     ]
     dry = dry_run()
+    known = set()
     for domain in env.domains:
         if dry:  # make nothing on the deploy machine: say what the real run makes, install what exists
             for p in dkim.planned_keys(env.secrets_dir, domain):
@@ -62,6 +65,7 @@ def deploy(settings, env, results) -> None:
             keys = dkim.ensure_keys(env.secrets_dir, domain, env.dkim_rsa_bits)
         for k in keys:
             dest = key_path(domain, k.selector)
+            known.add(dest)
             if k.published:
                 ops.append(checked_file(
                     name=f"DKIM: {k.algorithm} key {k.selector} for {domain} ({k.state})",
@@ -71,4 +75,13 @@ def deploy(settings, env, results) -> None:
             else:
                 ops.append(files.file(name=f"DKIM: remove retired key {k.selector} of {domain}", path=dest,
                                       present=False))
+    if not dry:  # key files the secrets no longer know (a domain gone, keys made anew elsewhere): not ours
+        for path in _installed_keys():
+            if path not in known:
+                ops.append(files.file(name=f"DKIM: remove {path} (not in secrets_dir)", path=path, present=False))
     results.dkim_changed = ops
+
+
+def _installed_keys() -> list[str]:
+    out = host.get_fact(Command, command=f"ls -1 {KEY_DIR} 2>/dev/null || true") or ""
+    return [f"{KEY_DIR}/{n.strip()}" for n in out.splitlines() if n.strip().endswith(".key")]

@@ -27,7 +27,7 @@ from pyinfra import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files
 
-from mailstead import secrets
+from mailstead import secrets, spamtrap
 from tasks import dkim
 from tasks.common import (
     FILES_DIR,
@@ -51,9 +51,8 @@ HELPER_DIR = "/usr/local/lib/mailstead"
 CHECK = f"{HELPER_DIR}/rspamd-configtest"
 HASH_HELPER = f"{HELPER_DIR}/rspamd-controller-hash"
 PASSWORD_FILE = "/etc/mailstead/rspamd/controller.password"
-CONTROLLER = "localhost:11334"
 REDIS = "127.0.0.1:6379"
-SPAMTRAP_MAP = f"{STATE_DIR}/spamtrap-sources.map"
+SPAMTRAP_MAP = spamtrap.MAP_FILE  # filled by the trap feed stage (tasks/trapfeed.py)
 SIEVE_DIR = "/etc/dovecot/sieve"
 SPAM_SIEVE = f"{SIEVE_DIR}/spam.sieve"
 LEARN_SPAM_SIEVE = f"{SIEVE_DIR}/learn-spam.sieve"

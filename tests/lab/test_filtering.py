@@ -28,6 +28,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -328,7 +329,7 @@ def test_moves_into_and_out_of_junk_teach_rspamd_trash_does_not(lab, filtering, 
 # ----------------------------------------------------------------------------- the resolver, the controller
 
 
-def test_unbound_is_the_hosts_and_rspamds_resolver_controller_on_localhost(lab, filtering):
+def test_unbound_is_the_hosts_and_rspamds_resolver_controller_on_localhost(lab, filtering, status):
     staging, _ = filtering
     host = staging["name"]
 
@@ -352,6 +353,12 @@ def test_unbound_is_the_hosts_and_rspamds_resolver_controller_on_localhost(lab, 
         ["600", "root"]
     inc = lab.exec(host, "cat", "/etc/rspamd/local.d/worker-controller.inc").stdout
     assert 'password = "$2$' in inc
+    # the hash on the host is of the password kept in secrets_dir: `rspamadm pw -c` (it reads from a terminal)
+    digest = next(line.split('"')[1] for line in inc.splitlines() if line.startswith("password = "))
+    secret = Path(status["state_dir"], "secrets", "rspamd", "controller.password").read_text().strip()
+    quoted = digest.replace("$", "\\$")  # inside the outer shell's double quotes
+    check = f"(sleep 1; cat) | script -qc \"rspamadm pw -c -p '{quoted}'\" /dev/null"
+    assert "password correct" in lab.exec(host, "sh", "-c", check, input=secret + "\n", timeout=30).stdout
 
 
 def wait_rspamd(lab, host: str, timeout: float = 30) -> None:
