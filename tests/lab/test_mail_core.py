@@ -176,9 +176,14 @@ def test_imap_login_and_special_use_folders(lab, deployed, staging, status):
 
 
 def test_imap_refuses_plaintext_port_143(lab, deployed, staging):
+    """With imap_starttls off nothing serves 143: the outside world gets no connection (the firewall drops it;
+    without the firewall the host refuses it) and no process on the host listens there."""
     proc = lab.net("python3", "-c", f"import socket; socket.create_connection(('{staging['ipv4']}', 143), timeout=5)",
                    check=False)
-    assert proc.returncode != 0 and "refused" in proc.stderr.lower(), proc.stderr
+    err = proc.stderr.lower()
+    assert proc.returncode != 0 and ("refused" in err or "timed out" in err), proc.stderr
+    listening = lab.exec(staging["name"], "ss", "-Htln", "sport = :143").stdout
+    assert not listening.strip(), listening
 
 
 IDLE_SCRIPT = r"""
