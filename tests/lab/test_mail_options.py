@@ -183,6 +183,16 @@ print(json.dumps(out))
 """
 
 
+# The Dovecot stage with a setting under test, then the firewall, which opens what the stages before it serve
+# (OpenSMTPD's and nginx's ports are added by hand: those stages do not run here)
+FIREWALL_TOO = """
+from tasks import firewall
+results.open_ports += [25, 465, 587, 80, 443]
+dovecot.deploy({settings}, env, results)
+firewall.deploy(settings, env, results)
+"""
+
+
 def test_imap_starttls_setting_opens_143_with_starttls_required(lab, deployed, mail_hosts, status, tmp_path):
     staging = env_host(mail_hosts, "staging")
     host = staging["name"]
@@ -192,9 +202,7 @@ def test_imap_starttls_setting_opens_143_with_starttls_required(lab, deployed, m
     conf_before = file_sha(lab, host, conf)
     assert net_python(lab, STARTTLS_SCRIPT, args) == {"open": False}, "143 is open with the default settings"
     try:
-        run = run_tasks(tmp_path, host, """
-            dovecot.deploy(settings.model_copy(update={"imap_starttls": True}), env, results)
-        """)
+        run = run_tasks(tmp_path, host, FIREWALL_TOO.format(settings='settings.model_copy(update={"imap_starttls": True})'))
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
         r = net_python(lab, STARTTLS_SCRIPT, args)
         assert r["open"] is True
@@ -206,7 +214,7 @@ def test_imap_starttls_setting_opens_143_with_starttls_required(lab, deployed, m
         assert "LOGINDISABLED" not in r["caps_after"] and "AUTH=PLAIN" in r["caps_after"], r
         assert r["login_after"] == "OK", r
     finally:
-        run = run_tasks(tmp_path, host, "dovecot.deploy(settings, env, results)\n")
+        run = run_tasks(tmp_path, host, FIREWALL_TOO.format(settings="settings"))
         assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert file_sha(lab, host, conf) == conf_before
     assert net_python(lab, STARTTLS_SCRIPT, args) == {"open": False}, "143 stayed open after the setting was off"
