@@ -50,19 +50,14 @@ print(json.dumps({"start": start, "accepted_at": time.time(), "errors": errors})
 """
 
 
-def main() -> int:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-    conns = int(sys.argv[2]) if len(sys.argv) > 2 else 4
-    lab = Lab()
-    st = lab.status()
-    host = next(h for h in st["hosts"] if "mailservers" in h["roles"] and h["environment"] == "staging")
-    rcpt = next(u["address"] for d in st["domains"] if d["domain"] == "staging.test" for u in d["users"]
-                if u["address"].startswith("bob@"))
+def measure(lab, host: dict, rcpt: str, count: int, conns: int) -> dict | None:
+    """Send ``count`` 20 KiB messages over ``conns`` connections to ``host``:25 for ``rcpt`` and wait until all
+    are in the maildir; {"accept_s", "total_s", "token"} (None on SMTP errors or a timeout). The messages are
+    removed again."""
     local, domain = rcpt.split("@")
     maildir = f"/var/vmail/{domain}/{local}/Maildir"
     token = "bench" + uuid.uuid4().hex[:12]
     count_cmd = f"grep -rlF -- '{token}' {maildir}/new {maildir}/cur 2>/dev/null | wc -l"
-
     proc = lab.net("python3", "-c", SENDER, json.dumps({"ip": host["ipv4"], "rcpt": rcpt, "count": count,
                                                          "conns": conns, "token": token}), timeout=1800)
     sent = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -72,7 +67,7 @@ def main() -> int:
         print("SMTP errors:", sent["errors"][:3])
         time.sleep(5)
         lab.exec(host["name"], "sh", "-c", cleanup, check=False)
-        return 1
+        return None
     # wait for the last delivery; the host and this machine share one clock (containers)
     deadline = time.time() + 600
     delivered = 0
@@ -82,13 +77,25 @@ def main() -> int:
             break
         time.sleep(0.2)
     done = time.time()
-    # remove the bench messages again (keep the user's mailbox small)
-    lab.exec(host["name"], "sh", "-c", cleanup, check=False)
+    lab.exec(host["name"], "sh", "-c", cleanup, check=False)  # keep the user's mailbox small
     if delivered < count:
         print(f"only {delivered}/{count} messages delivered within 10 min")
+        return None
+    return {"accept_s": sent["accepted_at"] - sent["start"], "total_s": done - sent["start"], "token": token}
+
+
+def main() -> int:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    conns = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    lab = Lab()
+    st = lab.status()
+    host = next(h for h in st["hosts"] if "mailservers" in h["roles"] and h["environment"] == "staging")
+    rcpt = next(u["address"] for d in st["domains"] if d["domain"] == "staging.test" for u in d["users"]
+                if u["address"].startswith("bob@"))
+    r = measure(lab, host, rcpt, count, conns)
+    if r is None:
         return 1
-    accept_s = sent["accepted_at"] - sent["start"]
-    total_s = done - sent["start"]
+    accept_s, total_s = r["accept_s"], r["total_s"]
     print(f"messages: {count} x 20 KiB over {conns} SMTP connections to {host['name']}:25 → LMTP → maildir")
     print(f"SMTP accepted:           {accept_s:7.2f} s  {count / accept_s:7.1f} msg/s")
     print(f"delivered to maildir:    {total_s:7.2f} s  {count / total_s:7.1f} msg/s"

@@ -6,9 +6,12 @@
 # Where DKIM keys, the lab CA and provider credentials live on the deploy machine (outside git; back it up).
 secrets_dir = "secrets"
 
-# Certificates: "lab" = a private CA kept in secrets_dir (lab-ca/). "acme" (Let's Encrypt) is not available
-# in this version yet.
-tls = {"mode": "lab"}
+# Certificates: "acme" = Let's Encrypt, issued during the first deploy and renewed on the host by
+# mailstead-acme.timer (port 80 must reach the host); "lab" = a private CA kept in secrets_dir (lab-ca/), for
+# offline use (then mta_sts_mode must not be "enforce"). Try Let's Encrypt's staging CA first with
+# tls = {"mode": "acme", "acme_directory": "https://acme-staging-v02.api.letsencrypt.org/directory"}
+# (and mta_sts_mode = "testing").
+tls = {"mode": "acme"}
 
 # DNS provider that receives the computed records. "none" only prints what to publish.
 # Example: {"provider": "powerdns", "api_url": "https://ns.example.org:8081", "secret_file": "pdns-api-key"}

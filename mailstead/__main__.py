@@ -5,6 +5,7 @@
   dkim ...             list, rotate, activate, retire DKIM keys
                        (dns and dkim --env read the inventory file given with --inventory FILE, default
                        inventory.py, as pyinfra reads it)
+  traps                per-trap hit counts and top sources of the spamtraps (--inventory FILE, --env ENV)
   check                the environment as the outside world sees it, plus failed units, queue and disk over
                        SSH (--env ENV, --json); exit 1 on a problem
   rollout              deploy staging, check it (+ a real round trip), then production and check it (--dry)
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         from mailstead.backup import restore_main as run
     elif command == "dkim":
         from mailstead.dkim import main as run
+    elif command == "traps":
+        from mailstead.spamtrap import main as run
     elif command == "settings-reference":
         return settings_reference(argv)
     else:

@@ -9,6 +9,10 @@ files 0600:
   lab-ca/ca.key, lab-ca/ca.crt         the private CA of tls.mode 'lab' (mailstead/pki.py); the setting
                                        tls.lab_ca_dir puts this directory elsewhere
   lab-ca/hosts/<fqdn>.key, .crt        a host's TLS key and the certificate the CA issued for it
+  acme/<fqdn>/account.key              tls.mode 'acme': the host's ACME account key (RSA; the account is found
+                                       again by it, so a rebuilt host never registers twice)
+  acme/<fqdn>/cert.key                 tls.mode 'acme': the host's certificate key (EC P-256), reused by every
+                                       renewal (a TLSA 3 1 1 record pins it)
   tls/<fqdn>.spki-sha256               optional, written by hand: the host's TLSA 3 1 1 hashes (hex, one per line)
   <dns.secret_file>                    the DNS provider's credential, when given as a relative file name
 
@@ -68,6 +72,11 @@ def host_key_file(ca_dir: Path, fqdn: str) -> Path:
 
 def host_cert_file(ca_dir: Path, fqdn: str) -> Path:
     return ca_dir / "hosts" / f"{fqdn}.crt"
+
+
+def acme_dir(secrets_dir: str | os.PathLike, fqdn: str) -> Path:
+    """The host's ACME identity: account.key and cert.key."""
+    return secrets_root(secrets_dir) / "acme" / fqdn.lower().rstrip(".")
 
 
 def spki_hash_file(secrets_dir: str | os.PathLike, fqdn: str) -> Path:

@@ -61,12 +61,24 @@ class Results:
 
     tls_changed: list = field(default_factory=list)
     """the TLS stage's operations that replaced the certificate or key (daemons restart on them)"""
+    acme_changed: list = field(default_factory=list)
+    """tasks.certificates' operations that changed what the ACME client must get (its configuration, the
+    account or certificate key): tasks.certificate_issue then runs the client even when it said "not due"."""
     dkim_changed: list = field(default_factory=list)
     """the DKIM stage's operations that installed keys (the signer reloads on them)"""
     smtpd_filters: list = field(default_factory=list)
     """OpenSMTPD filters of stages before it (tasks.opensmtpd.SmtpdFilter), after the built-in ones"""
     dovecot_settings: list = field(default_factory=list)
     """dovecot.conf lines of stages before it (e.g. IMAPSieve spam learning)"""
+    sieve_scripts: dict = field(default_factory=dict)
+    """global Sieve scripts of stages before Dovecot: path on the host -> source; the Dovecot stage checks and
+    compiles them with sievec (e.g. the spam-to-Junk before-script, the IMAPSieve learning scripts)"""
+    open_ports: list = field(default_factory=list)
+    """TCP ports the stages before the firewall serve to the world (the firewall opens these and SSH only)"""
+    firewall_rules: list = field(default_factory=list)
+    """nft input-chain rules of stages before the firewall (e.g. trap-first's reject on 25), before its own"""
+    firewall_sets: list = field(default_factory=list)
+    """nft set declarations of the firewall table that those rules use (e.g. trap-first's source set)"""
 STAGED_SUFFIX = ".mailstead-new"
 STATE_DIR = "/var/lib/mailstead"
 STAGING_DIR = f"{STATE_DIR}/staging"
@@ -403,3 +415,15 @@ def enable_and_start(service: str):
         running=True,
         enabled=True,
     )
+
+
+def systemd_units(units: dict[str, str], restarts: str | Sequence[str] = ()) -> list:
+    """Install unit files ``{name: content}`` under /etc/systemd/system (no secret in them), reload systemd when
+    one changed (pending marker, so an interrupted run still reloads), and write the ``restarts`` markers of
+    the services that must restart for them. Returns the file operations."""
+    names = [DAEMON_RELOAD, *([restarts] if isinstance(restarts, str) else restarts)]
+    ops = [checked_file(name=f"systemd unit {name}", dest=f"/etc/systemd/system/{name}", content=content,
+                        restarts=names, secret=False) for name, content in units.items()]
+    run_pending(name="systemd daemon-reload", marker=DAEMON_RELOAD, command="systemctl daemon-reload", ops=ops)
+    return ops
+

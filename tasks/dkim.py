@@ -7,19 +7,18 @@ host:
   /etc/mailstead/dkim/                       root:<group> 0750
   /etc/mailstead/dkim/<domain>.<selector>.key  root:<group> 0640   (active and published-only keys)
 
-<group> is ``_rspamd`` (the signer's group on Debian) when it exists, else ``root``; run this stage after
-rspamd is installed so the signer can read the keys. Retired keys are removed from the host. File contents
+<group> is ``_rspamd``, the signer's group on Debian: this stage makes it (a system group) when rspamd is not
+installed yet, and Debian's rspamd package then puts its ``_rspamd`` user into it. It runs before the rspamd
+stage, which signs with the active keys (``signing_selectors``) and reloads on ``results.dkim_changed``. Retired keys are removed from the host. File contents
 are never printed (``checked_file(..., secret=True)``: ``--diff`` says "content hidden").
 
-``signing_selectors(settings)`` gives the rspamd task what to sign with: {domain: [(selector, path)]} for the
+``signing_selectors(env)`` gives the rspamd task what to sign with: {domain: [(selector, path)]} for the
 active keys only (published-only keys are in DNS and on disk but do not sign yet).
 """
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.facts.server import Groups
-from pyinfra.operations import files
+from pyinfra.operations import files, server
 
 from mailstead import dkim, secrets
 from tasks.common import checked_file, dry_run, would_create
@@ -31,12 +30,11 @@ def key_path(domain: str, selector: str) -> str:
     return f"{KEY_DIR}/{domain}.{selector}.key"
 
 
-def _group() -> str:
-    return "_rspamd" if "_rspamd" in (host.get_fact(Groups) or []) else "root"
+GROUP = "_rspamd"
 
 
 def signing_selectors(env) -> dict[str, list[tuple[str, str]]]:
-    """domain -> [(selector, key path on the host)] of the keys a signer uses now."""
+    """{domain: [(selector, key path on the host)]} of the active keys of the environment's domains."""
     return {
         d: [(k.selector, key_path(d, k.selector)) for k in dkim.active_keys(env.secrets_dir, d)]
         for d in env.domains
@@ -46,8 +44,9 @@ def signing_selectors(env) -> dict[str, list[tuple[str, str]]]:
 def deploy(settings, env, results) -> None:
     """Installs the active DKIM keys; ``results.dkim_changed``: the operations that installed them (any of
     them changed = the signer reloads)."""
-    group = _group()
+    group = GROUP
     ops = [
+        server.group(name=f"DKIM: the signer's group {GROUP}", group=GROUP, system=True),
         files.directory(name="DKIM: /etc/mailstead", path="/etc/mailstead", user="root", group="root", mode="755"),
         files.directory(name=f"DKIM: {KEY_DIR} (0750, group {group})", path=KEY_DIR, user="root", group=group,
                         mode="750"),

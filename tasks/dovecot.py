@@ -14,16 +14,20 @@ Sockets: /run/dovecot/lmtp (vmail 0600, for smtpd's LMTP delivery), /run/dovecot
 
 from __future__ import annotations
 
-from pyinfra.operations import apt
+import shlex
+from pathlib import PurePosixPath
+
+from pyinfra.operations import apt, files
 
 from tasks import tls
 from tasks.mailusers import VMAIL_DIR, VMAIL_USER, smtpd_users
-from tasks.common import checked_file, enable_and_start, render, restart_if, run_pending
+from tasks.common import FILES_DIR, checked_file, enable_and_start, render, restart_if, run_pending
 
 PACKAGES = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve", "dovecot-managesieved",
             "dovecot-flatcurve"]
 CONFIG = "/etc/dovecot/dovecot.conf"
 USERS_FILE = "/etc/dovecot/users"
+DELIVERY_HEADERS_SIEVE = "/etc/dovecot/sieve/delivery-headers.sieve"  # one Return-Path on delivered mail
 AUTH_CACHE_MARKER = "dovecot-auth-cache"  # pending marker: the users file changed, flush the auth cache
 
 
@@ -55,13 +59,39 @@ def dovecot_conf(settings, env, extra_settings: list[str] = ()) -> str:
         vmail_dir=VMAIL_DIR,
         smtpd_user=smtpd_users(settings)[0],
         imap_starttls=settings.imap_starttls,
+        delivery_headers_sieve=DELIVERY_HEADERS_SIEVE,
     )
+
+
+SIEVE_MARKER = "dovecot-sieve-compile"  # pending marker: a global Sieve script changed, compile it again
+# sievec on a staged copy (into a throw-away binary): the new script must compile before it goes live
+SIEVEC = ("sievec -P sieve_imapsieve -P sieve_extprograms "
+          "-x '+vnd.dovecot.pipe +vnd.dovecot.environment +imapsieve +editheader'")
+SIEVE_CHECK = 'd=$(mktemp -d) && {{ ' + SIEVEC + ' {staged} "$d/check.svbin"; rc=$?; rm -rf "$d"; exit $rc; }}'
+
+
+def _sieve_scripts(scripts: dict) -> list:
+    """Global Sieve scripts of earlier stages (path -> source): checked with sievec on the staged copy,
+    installed, and compiled next to the script (the binary Dovecot loads; its processes cannot write there)."""
+    ops = []
+    for directory in sorted({str(PurePosixPath(p).parent) for p in scripts}):
+        files.directory(name=f"Sieve scripts directory {directory}", path=directory, user="root", group="root",
+                        mode="755")
+    for path, source in sorted(scripts.items()):
+        ops.append(checked_file(name=f"Sieve script {path} (checked with sievec)", dest=path, content=source,
+                                check=SIEVE_CHECK.format(staged="{staged}"), mode="644", restarts=SIEVE_MARKER,
+                                secret=False))
+    if scripts:
+        compile_all = " && ".join(f"{SIEVEC} {shlex.quote(p)}" for p in sorted(scripts))
+        run_pending(name="Compile the global Sieve scripts", marker=SIEVE_MARKER, command=compile_all, ops=ops)
+    return ops
 
 
 def deploy(settings, env, results) -> None:
     """``results.dovecot_settings``: raw dovecot.conf lines of earlier stages (e.g. IMAPSieve spam learning);
     ``results.tls_changed``: the TLS stage's operations (a new certificate restarts Dovecot). The users the
     config names (vmail, smtpd's user) come from the mailusers stage, which runs before this one."""
+    results.open_ports += [993, 4190] + ([143] if settings.imap_starttls else [])
     packages = apt.packages(name="Dovecot 2.4 (IMAP, LMTP, Sieve, ManageSieve, flatcurve)", packages=PACKAGES,
                             no_recommends=True)
     users = checked_file(name="Dovecot users (passwd-file)", dest=USERS_FILE, content=users_file(env),
@@ -77,6 +107,8 @@ def deploy(settings, env, results) -> None:
         restarts="dovecot",
         secret=False,
     )
+    own = {DELIVERY_HEADERS_SIEVE: (FILES_DIR / "dovecot" / "delivery-headers.sieve").read_text()}
+    _sieve_scripts(own | results.sieve_scripts)
     enable_and_start("dovecot")
     # a restart also empties the auth cache: it clears the users file's marker too
     restart = restart_if("dovecot", conf, packages, *results.tls_changed, clears=[AUTH_CACHE_MARKER],

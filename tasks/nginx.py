@@ -6,8 +6,9 @@ Serves, for every mail domain D:
   https://autoconfig.D/mail/config-v1.1.xml       application/xml, Thunderbird clientConfig 1.1
 
 Certificate: /etc/mailstead/tls/fullchain.pem + privkey.pem from the TLS stage (its names include
-mta-sts.D and autoconfig.D on mail hosts), so run this stage after tasks.tls. Only port 443 is used; the
-Debian default site (port 80) is disabled. The configuration is /etc/nginx/conf.d/mailstead.conf; a new
+mta-sts.D and autoconfig.D on mail hosts), so run this stage after tasks.tls. Port 80 serves only the ACME
+HTTP-01 challenge files (tasks.certificates.WEBROOT) and redirects the rest to HTTPS; the Debian default site
+is disabled. The configuration is /etc/nginx/conf.d/mailstead.conf; a new
 version is checked with ``nginx -t`` (inside a minimal main config that includes the staged file) before it
 replaces the live one, then nginx is reloaded. A replaced certificate also reloads nginx.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 from pyinfra.operations import apt, files
 
 from mailstead.dns.records import mta_sts_policy
+from tasks.certificates import WEBROOT as ACME_WEBROOT
 from tasks.common import absent_file, checked_file, enable_and_start, restart_if
 from tasks.tls import CERT_PATH, KEY_PATH
 
@@ -37,6 +39,7 @@ def deploy(settings, env, results) -> None:
     """``env``: the EnvironmentSettings of the host's environment (its MX set is in the MTA-STS policy);
     ``results.tls_changed``: the TLS stage's operations (a new certificate reloads nginx)."""
 
+    results.open_ports += [80, 443]  # 443: MTA-STS, autoconfig; 80: ACME HTTP-01 (the ACME stage)
     mail_host = settings.fqdn
     install = apt.packages(name="nginx: install", packages=["nginx"], no_recommends=True)
     default_site = absent_file(name="nginx: disable the default site", path="/etc/nginx/sites-enabled/default",
@@ -58,7 +61,8 @@ def deploy(settings, env, results) -> None:
         name="nginx: mailstead.conf (checked with nginx -t)",
         dest=CONF,
         src="nginx/mailstead.conf.j2",
-        context={"domains": env.domains, "cert": CERT_PATH, "key": KEY_PATH, "webroot": WEBROOT},
+        context={"domains": env.domains, "cert": CERT_PATH, "key": KEY_PATH, "webroot": WEBROOT,
+                 "acme_webroot": ACME_WEBROOT},
         check=_check_command(),
         mode="644",
         restarts="nginx",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets as _random
 import shlex
 from dataclasses import dataclass
 from io import BytesIO
@@ -35,6 +36,7 @@ from pyinfra.operations import apt, files, python, server
 
 from mailstead import secrets, tarballs
 
+from mailstead import secrets
 from tasks import tls
 from tasks.common import (
     DAEMON_RELOAD,
@@ -47,6 +49,7 @@ from tasks.common import (
     render,
     restart_if,
     run_pending,
+    would_create,
 )
 from tasks.mailusers import VMAIL_USER, smtpd_users
 
@@ -55,6 +58,7 @@ STAMP = f"{PREFIX}/.mailstead-build"
 QUEUE_DIR = "/var/spool/smtpd"
 PACKAGE_DROPIN = "/etc/systemd/system/opensmtpd.service.d/mailstead.conf"
 TABLES_DIR = "/etc/mailstead/smtpd"
+SRS_CONF = f"{TABLES_DIR}/srs.conf"  # `srs key "..."`, included by smtpd.conf (root 0600: the key is a secret)
 LMTP_SOCKET = "/run/dovecot/lmtp"
 DOVECOT_AUTH_SOCKET = "/run/dovecot/auth-smtpd"
 # table file → its name in smtpd.conf
@@ -255,7 +259,21 @@ def smtpd_conf(settings, filters=()) -> str:
         vmail_user=VMAIL_USER,
         lmtp_socket=LMTP_SOCKET,
         smtpd=lay.smtpd,
+        srs_conf=SRS_CONF,
     )
+
+
+def srs_key(secrets_dir) -> str | None:
+    """The SRS key from secrets_dir (``smtpd/srs.key``; made once, kept across rebuilds, so addresses rewritten
+    before a rebuild still decode after it); None in a dry run that would have to make it."""
+    path = secrets.secrets_root(secrets_dir) / "smtpd" / "srs.key"
+    if path.exists():
+        return path.read_text().strip()
+    if dry_run():
+        would_create(f"the OpenSMTPD SRS key {path}")
+        return None
+    secrets.write_private(path, _random.token_hex(32) + "\n")
+    return path.read_text().strip()
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -357,6 +375,7 @@ def deploy(settings, env, results) -> None:
     """``results.smtpd_filters``: filters of earlier stages (spam filtering, signing) for smtpd.conf;
     ``results.tls_changed``: the TLS stage's operations (a new certificate restarts smtpd)."""
     lay = layout(settings)
+    results.open_ports += [25, 465, 587]
     if settings.opensmtpd.source == "package":
         install_ops = _install_package(settings, lay)
     else:
@@ -380,6 +399,12 @@ def deploy(settings, env, results) -> None:
         if skipped:
             host.noop(f"SMTP AUTH unavailable with the opensmtpd package for {', '.join(skipped)} "
                       "(ARGON2ID hash; use source = 'debian-archive' or a {BLF-CRYPT} hash)")
+    key = srs_key(env.secrets_dir)
+    srs_ops = []
+    if key is not None:
+        srs_ops.append(checked_file(name="smtpd SRS key (srs.conf, included by smtpd.conf)", dest=SRS_CONF,
+                                      content=f'# Managed by mailstead (tasks/opensmtpd.py)\nsrs key "{key}"\n',
+                                      mode="600", user="root", group="root", restarts="opensmtpd", secret=True))
     conf = checked_file(
         name="smtpd.conf (checked with smtpd -n)",
         dest=lay.config,
@@ -392,7 +417,8 @@ def deploy(settings, env, results) -> None:
     enable_and_start(lay.service)
     # a restart reads every table anew: it settles the tables' markers too
     markers = [table_marker(name) for name in tables(settings, env)]
-    restart = restart_if(lay.service, conf, *install_ops, *results.tls_changed, marker="opensmtpd", clears=markers,
+    restart = restart_if(lay.service, conf, *srs_ops, *install_ops, *results.tls_changed, marker="opensmtpd",
+                         clears=markers,
                          name="Restart OpenSMTPD after a change")
     # table-only changes: reload the tables in place (no restart, sessions and queue runners keep going)
     for name, op in zip(tables(settings, env), table_ops):

@@ -12,8 +12,8 @@ Dovecot and smtpd load them as root at start, so the group is only for unprivile
   ``tls.lab_ca_dir``) issues the host's key and certificate; this stage uploads them. The CA certificate is
   also installed in the host's trust store. A ``--dry`` run creates nothing there: it says what the real
   run would create and uploads only what already exists.
-- ``acme``: hook for the ACME issuer (later work): a module ``tasks.acme`` with
-  ``deploy(settings, cert_path, key_path, key_group)`` that writes the same two files.
+- ``acme``: tasks.certificates (the next stage) installs the key and the host's own ACME client, which writes
+  the chain; tasks.certificate_issue gets the first certificate at the end of the deploy.
 
 ``deploy`` leaves in ``results.tls_changed`` the operations whose change means "certificate replaced": the
 daemon stages after it restart/reload on them.
@@ -68,14 +68,7 @@ def deploy(settings, env, results) -> None:
             server.shell(name="Update the host's CA bundle", commands=["update-ca-certificates >/dev/null"],
                          _if=trust.did_change)
     elif settings.tls.mode == "acme":
-        try:
-            from tasks import acme  # later work: ACME issuance (same two files, same group)
-        except ImportError:
-            raise RuntimeError(
-                "tls.mode = 'acme' is not implemented yet (tasks/acme.py is missing); "
-                "use tls = {'mode': 'lab'} for now"
-            ) from None
-        ops.extend(acme.deploy(settings, cert_path=CERT_PATH, key_path=KEY_PATH, key_group=TLS_GROUP) or [])
+        pass  # tasks.certificates (the next stage) installs the key, the ACME client and, on a fresh host, a placeholder
     else:  # pragma: no cover - the settings model allows only the two
         raise ValueError(f"unknown tls.mode {settings.tls.mode!r}")
     results.tls_changed = ops

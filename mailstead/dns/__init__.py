@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from mailstead import dkim, pki, secrets
+from mailstead import acme_keys, dkim, pki, secrets
 from mailstead.dns.plan import ApplyError, Plan, apply, make_plan
 from mailstead.dns.records import Record, compute, zone_for_domain
 
@@ -46,16 +46,21 @@ def desired_records(env: Any, tls_pubkey_hashes: dict | None = None, create_keys
 def tls_hashes_from_secrets(env: Any) -> dict:
     """SHA-256 of each host's TLS public key (SubjectPublicKeyInfo) for TLSA 3 1 1, from the deploy
     machine's secrets directory: the host's ``tls/<fqdn>.spki-sha256`` (hex hashes, one per line - e.g. current
-    and next key during a rollover) if present, else the certificate the lab CA (mailstead.pki) keeps for the
-    host. Hosts without either get no TLSA record."""
+    and next key during a rollover) if present, else its certificate key: for tls.mode 'acme' the ACME
+    certificate key (``acme/<fqdn>/cert.key``, mailstead.acme_keys), for 'lab' the certificate the lab CA
+    (mailstead.pki) keeps for the host. Hosts without any get no TLSA record."""
     secrets_dir = env.secrets_dir
     ca_dir = secrets.lab_ca_dir(secrets_dir)
+    modes = {str(s.fqdn): s.tls.mode for s in getattr(env, "hosts", ())}
     out = {}
     for h in list(env.mail_hosts) + list(env.spamtraps):
         fqdn = str(h.fqdn)
         explicit = secrets.spki_hash_file(secrets_dir, fqdn)
         if explicit.exists():
             out[fqdn] = [x.strip().lower() for x in explicit.read_text().split() if x.strip()]
+        elif modes.get(fqdn) == "acme":
+            if (spki_hash := acme_keys.cert_key_spki_sha256(secrets_dir, fqdn)) is not None:
+                out[fqdn] = [spki_hash]
         elif (spki_hash := pki.host_spki_sha256(ca_dir, fqdn)) is not None:
             out[fqdn] = [spki_hash]
     return out

@@ -66,10 +66,6 @@ def semantic_issues(s: Settings) -> list[tuple[str, str]]:
         if len(s.roles) > 1:
             issues.append(("roles", "the host is in both mailservers and spamtraps; "
                                     "put it in one of the two groups in inventory.py"))
-    if s.tls.mode == "acme":
-        issues.append(("tls.mode", "'acme' (Let's Encrypt) is not available in this version of mailstead yet; "
-                                   "write tls = {'mode': 'lab'} (certificates from a private CA in secrets_dir) "
-                                   "until it is"))
     if s.is_spamtrap and s.spamtrap_position is None:
         issues.append(("spamtrap_position", "a spamtraps host needs a position; write spamtrap_position = 'first' "
                                             "(MX 10, rejects connections) or 'last' (MX 30, defers) in its host data"))
@@ -166,7 +162,23 @@ def environment_semantic_issues(s: EnvironmentSettings) -> list[tuple[str, str]]
             if d != s.dns.zone and not d.endswith("." + s.dns.zone):
                 issues.append(("dns.zone", f"domain {d!r} is not inside zone {s.dns.zone!r}; remove zone "
                                            "(each domain is then its own zone) or fix it"))
-    return issues
+    # certificates of the mail hosts against the environment's MTA-STS mode and DNS provider
+    for h in s.hosts:
+        if not h.is_mailserver:
+            continue
+        if s.mta_sts_mode == "enforce" and not h.tls.publicly_trusted and not h.tls.trusted_by_senders:
+            what = ("tls.mode = 'lab' gives it a certificate from a private CA" if h.tls.mode == "lab" else
+                    "its ACME CA is not a public one (Let's Encrypt staging, or a private CA in tls.acme_ca_bundle)")
+            issues.append(("tls.mode", f"mta_sts_mode = 'enforce' needs a publicly trusted certificate, "
+                                       f"but {what}: senders that honour MTA-STS would refuse to deliver; "
+                                       "write tls = {'mode': 'acme'} (Let's Encrypt production), or mta_sts_mode = "
+                                       "'testing' until the host has a trusted certificate"))
+        if h.tls.mode == "acme" and h.tls.acme_challenge == "dns-01" and s.dns.provider == "none":
+            issues.append(("tls.acme_challenge", "'dns-01' publishes the challenge through the DNS "
+                                                 "provider, but dns = {'provider': 'none'}; configure dns (e.g. "
+                                                 "{'provider': 'powerdns', ...}) or write tls = {'acme_challenge': "
+                                                 "'http-01'}"))
+    return list(dict.fromkeys(issues))
 
 
 def ssh_lockout_issues(s: Settings, data: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, StrictBool, field_validator, model_validator
 
 from mailstead.settings.backup import Backup
+from mailstead.settings.bruteforce import BruteForce
 from mailstead.settings.check import Check
 from mailstead.settings.checks import _ip_check, _SemanticIssues, semantic_issues
 from mailstead.settings.errors import _show
@@ -23,7 +24,10 @@ from mailstead.settings.fields import (
     ServerName,
     ZoneOrLabel,
 )
+from mailstead.settings.firewall import Firewall
 from mailstead.settings.models import DEFAULT_NTP, OpenSmtpd, Tls, _Model
+from mailstead.settings.rspamd import Rspamd
+from mailstead.settings.spamtrap import Spamtrap
 
 # --------------------------------------------------------------------------------------------
 # The settings of one host
@@ -47,7 +51,7 @@ class Settings(_Model):
     """Environment name ([a-z0-9-], e.g. 'staging', 'production'); must be one of the host's inventory groups.
     Set it in group_data/<environment>.py."""
     spamtrap_position: Literal["first", "last"] | None = None
-    """Spamtrap hosts only: 'first' = MX preference 10, 'last' = 30 (both refuse connections in this version)."""
+    """Spamtrap hosts only: 'first' = MX preference 10, 'last' = 30 (see Spamtraps)."""
 
     # TLS
     tls: Tls = Field(default_factory=Tls)
@@ -56,6 +60,10 @@ class Settings(_Model):
     # OpenSMTPD
     opensmtpd: OpenSmtpd = Field(default_factory=OpenSmtpd)
     """OpenSMTPD source: {'source': 'debian-archive', 'version': '7.9.0p0', 'sha256': ..., ...}."""
+
+    # spam filtering, DKIM signing
+    rspamd: Rspamd = Field(default_factory=Rspamd)
+    """Spam filter: {'reject_score': 15, 'add_header_score': 6, 'greylist_timeout': 300, 'dnsbls': {...}, ...}."""
 
     # Dovecot
     imap_starttls: StrictBool = False
@@ -70,11 +78,11 @@ class Settings(_Model):
     chrony_set_clock: StrictBool = True
     """Let chronyd set the clock (False = chronyd -x, the lab)."""
     resolver_forwarders: list[Forwarder] = Field(default_factory=list)
-    """Unbound forwarders (IP addresses); [] = full recursion (needed for DNSBLs). For the local-resolver
-    stage, which is not built yet: no task reads it in this version."""
+    """Forwarders of the host's Unbound (IP addresses, or address@port); [] = full recursion from the root
+    (what DNS blocklists need: they refuse queries that come through big public resolvers)."""
     resolver_insecure_domains: list[ZoneOrLabel] = Field(default_factory=list)
-    """Domains Unbound treats as DNSSEC-insecure (e.g. 'test' in the lab). For the local-resolver stage,
-    which is not built yet."""
+    """Domains the host's Unbound does not DNSSEC-validate, and answers from DNS even where Unbound has a
+    built-in zone (e.g. 'test' and the TEST-NET reverse zones in the lab)."""
     apt_mirror: MirrorUrl | None = None
     """APT mirror URI to configure (http or https, without user:password@); None = keep the mirror already
     configured on the host."""
@@ -83,6 +91,14 @@ class Settings(_Model):
     another user (ssh_user with _sudo): the check refuses it while the deploy logs in as root."""
     unattended_upgrades: StrictBool = True
     """Install and enable unattended-upgrades."""
+    firewall: Firewall = Field(default_factory=Firewall)
+    """Inbound firewall (nftables): {'ssh_port': 22, 'new_per_minute': 120, 'burst': 40, 'max_per_source': 40,
+    'extra_input_rules': []}."""
+    bruteforce: BruteForce = Field(default_factory=BruteForce)
+    """Brute-force blocking (fail2ban, nftables): {'maxretry': 5, 'findtime': 600, 'bantime': 3600, 'ignore': []}."""
+    spamtrap: Spamtrap = Field(default_factory=Spamtrap)
+    """Spamtraps and the mail hosts' copy of their lists: {'source_ttl': 604800, 'max_sources': 10000,
+    'reply': '451 4.7.1 ...', 'pull_interval': 60}."""
     backup: Backup = Field(default_factory=Backup)
     """Backups with restic: {'repository': 'sftp:backup@backup.example.org:/srv/restic/{fqdn}', ...}."""
     check: Check = Field(default_factory=Check)

@@ -21,6 +21,7 @@ from mailstead.settings.fields import (
 )
 from mailstead.settings.host import Settings
 from mailstead.settings.models import DnsProvider, OpenSmtpd, Tls, User
+from mailstead.settings.rspamd import Rspamd
 
 
 def _field_path(loc: tuple) -> str:
@@ -44,7 +45,8 @@ def _model_at(loc: tuple, root: type[BaseModel] = Settings) -> type[BaseModel] |
         if model is None or not hasattr(model, "model_fields") or part not in model.model_fields:
             return None
         ann = model.model_fields[part].annotation
-        model = {"users": User, "dns": DnsProvider, "tls": Tls, "opensmtpd": OpenSmtpd}.get(part)
+        model = {"users": User, "dns": DnsProvider, "tls": Tls, "opensmtpd": OpenSmtpd,
+                 "rspamd": Rspamd}.get(part)
         if model is None and isinstance(ann, type) and issubclass(ann, BaseModel):
             model = ann
     return model
@@ -240,7 +242,7 @@ def _unknown_key_message(model: Any, key: str, loc: tuple, value: Any) -> str:
         return ("a secret written inline is not allowed (value not shown); put it in a file in secrets_dir "
                 "(mode 0600) and write 'secret_file': 'dns-token', or export it and write 'secret_env': "
                 "'MAILSTEAD_DNS_TOKEN'")
-    if model in (Tls, OpenSmtpd) and SECRETISH.search(key):
+    if model in (Tls, OpenSmtpd, Rspamd) and SECRETISH.search(key):
         return ("secrets never belong in group_data (value not shown); keep them in files under secrets_dir "
                 "(mode 0600) and remove this key")
     if model is Settings and SECRETISH.search(key):

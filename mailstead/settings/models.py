@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 from mailstead import PROJECT_DIR
 from mailstead.passwords import COST as BCRYPT_COST
@@ -215,24 +215,47 @@ DNS_REQUIRED = {
 }
 
 
+LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
 class Tls(_Model):
     """How the mail hosts get their certificates."""
 
-    mode: Literal["acme", "lab"] = "lab"
-    """'lab' = certificates from a private CA kept in secrets_dir (lab-ca/); 'acme' = from an ACME CA
-    (Let's Encrypt) — not available in this version yet: the settings check refuses it."""
-    acme_directory: AcmeDirectoryUrl = "https://acme-v02.api.letsencrypt.org/directory"
-    """ACME directory URL."""
+    mode: Literal["acme", "lab"] = "acme"
+    """'acme' = from an ACME CA (Let's Encrypt by default): the host's own client (mailstead-acme.timer, twice
+    a day) issues and renews it, the first one during the deploy; 'lab' = from a private CA kept in secrets_dir
+    (lab-ca/), for offline use (senders and clients do not trust it)."""
+    acme_directory: AcmeDirectoryUrl = LETSENCRYPT_PRODUCTION
+    """ACME directory URL: Let's Encrypt production; its staging CA (not trusted by anyone, for trials) is
+    'https://acme-staging-v02.api.letsencrypt.org/directory'."""
     acme_email: Address | None = None
     """ACME account contact address; None = admin_email."""
     acme_ca_bundle: LocalPath | None = None
-    """CA bundle that verifies the ACME server's TLS certificate (a lab pebble); None = system CAs."""
+    """CA bundle (a file on the deploy machine) that verifies the ACME server's own HTTPS certificate (a lab
+    CA); None = the host's system CAs."""
     acme_profile: AcmeProfile | None = None
-    """ACME certificate profile to ask for (e.g. 'tlsserver'); None = the CA's default."""
+    """ACME certificate profile to ask for (e.g. 'tlsserver', Let's Encrypt's 45-day profile); None = the CA's
+    default."""
+    acme_challenge: Literal["http-01", "dns-01"] = "http-01"
+    """How the CA checks the names: 'http-01' = a file served by nginx on port 80 (port 80 must be reachable
+    from the internet); 'dns-01' = TXT records published through the environment's DNS provider (`dns`), for
+    hosts without port 80 — the provider's credential is then installed on the host (root only)."""
+    trusted_by_senders: StrictBool = False
+    """The certificates' CA is trusted by every sender and client that matters although it is not a public CA
+    (a private CA, or an ACME CA given with acme_ca_bundle): true only in a closed test network such as the
+    lab. Needed to combine such a CA with mta_sts_mode = 'enforce'."""
     caa_issuer: DomainName = "letsencrypt.org"
     """Issuer domain published in the CAA records of every mail domain."""
     lab_ca_dir: LocalPath | None = None
-    """Directory of the lab CA (lab only)."""
+    """Directory of the private CA (mode 'lab'); None = <secrets_dir>/lab-ca."""
+
+    @property
+    def publicly_trusted(self) -> bool:
+        """The certificates chain to a CA that senders trust without being told (mode 'acme' with a public
+        directory and no private CA bundle, and not Let's Encrypt's staging CA)."""
+        return (self.mode == "acme" and self.acme_ca_bundle is None
+                and self.acme_directory != LETSENCRYPT_STAGING)
 
 
 SIGNIFY_KEY_FIX = ("write signify_pubkey = 'keys/opensmtpd-20181026.pub' (a key file, relative to the project "

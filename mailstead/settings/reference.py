@@ -8,13 +8,17 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
+from mailstead.settings.backup import Backup
+from mailstead.settings.bruteforce import BruteForce
+from mailstead.settings.check import Check
 from mailstead.settings.environment import HOSTS_VIEW_FIELDS, EnvironmentSettings
 from mailstead.settings.errors import _py
 from mailstead.settings.fields import _DERIVED_KEYS
+from mailstead.settings.firewall import Firewall
 from mailstead.settings.host import Settings
-from mailstead.settings.backup import Backup
-from mailstead.settings.check import Check
 from mailstead.settings.models import DNS_REQUIRED, DnsProvider, OpenSmtpd, Tls, User
+from mailstead.settings.rspamd import Rspamd
+from mailstead.settings.spamtrap import Spamtrap
 
 # --------------------------------------------------------------------------------------------
 # README reference
@@ -89,7 +93,9 @@ def settings_reference_markdown() -> str:
     table(Settings)
     for title, model, prefix in (
         ("users[]", User, ""), ("dns", DnsProvider, "dns."), ("tls", Tls, "tls."),
-        ("opensmtpd", OpenSmtpd, "opensmtpd."), ("backup", Backup, "backup."), ("check", Check, "check."),
+        ("opensmtpd", OpenSmtpd, "opensmtpd."), ("rspamd", Rspamd, "rspamd."),
+        ("firewall", Firewall, "firewall."), ("bruteforce", BruteForce, "bruteforce."), ("spamtrap", Spamtrap, "spamtrap."),
+        ("backup", Backup, "backup."), ("check", Check, "check."),
     ):
         out.append(f"### `{title}`")
         out.append("")

@@ -70,8 +70,9 @@ def run_deploy(*args: str, env: dict | None = None, timeout: int = 1800) -> Depl
 
 def run_tasks(tmp_path: Path, host: str, body: str, timeout: int = 600) -> DeployRun:
     """Run some of the real tasks on one lab host: a deploy file of the test's own (``body``, which sees
-    ``settings`` = the host's real Settings, ``env`` = its environment's, ``results`` = a fresh Results, and
-    the modules ``dovecot`` and ``opensmtpd`` of tasks/), through real pyinfra with the lab's inventory like run_deploy, ``--limit host``.
+    ``settings`` = the host's real Settings, ``env`` = its environment's, ``results`` = a Results holding what
+    the stages before OpenSMTPD and Dovecot hand on (rspamd's filter and Sieve scripts), and the modules
+    ``dovecot``, ``opensmtpd`` and ``rspamd`` of tasks/), through real pyinfra with the lab's inventory like run_deploy, ``--limit host``.
     Usually it changes one value (deliberately broken, or a setting under test) or stops part-way."""
     deploy = tmp_path / f"tasks_{token()}.py"
     deploy.write_text(textwrap.dedent(f"""
@@ -80,11 +81,12 @@ def run_tasks(tmp_path: Path, host: str, body: str, timeout: int = 600) -> Deplo
         from pyinfra import host, inventory
         from mailstead.inventory import environments
         from mailstead.settings import from_host
-        from tasks import dovecot, opensmtpd
+        from tasks import dovecot, opensmtpd, rspamd
         from tasks.common import Results
         settings = from_host(host)
         env = environments(inventory)[settings.environment]
         results = Results()
+        rspamd.hand_on(results)  # as deploy.py's rspamd stage hands on to OpenSMTPD and Dovecot
     """) + textwrap.dedent(body))
     return _pyinfra(str(deploy), "--limit", host, timeout=timeout)
 
@@ -229,6 +231,64 @@ print(json.dumps(out))
 """
 
 
+# ----------------------------------------------------------------------------- TLS listeners (ACME)
+
+# Every TLS listener of a mail host: (port, how TLS starts, the name the client asks for). 443 is asked for
+# the domain's web names (SNI); the mail ports for the host's own name.
+def tls_listeners(host_name: str, domain: str) -> list[tuple[int, str, str]]:
+    return [(25, "smtp", host_name), (465, "implicit", host_name), (587, "smtp", host_name),
+            (993, "implicit", host_name), (4190, "sieve", host_name), (443, "implicit", f"mta-sts.{domain}"),
+            (443, "implicit", f"autoconfig.{domain}")]
+
+
+TLS_PROBE_SCRIPT = r"""
+import socket, ssl
+ctx = ssl.create_default_context(cafile=ARGS["ca"])  # trusts only this file (no system CAs)
+out = []
+for port, how, name in ARGS["listeners"]:
+    try:
+        s = socket.create_connection((ARGS["ip"], port), timeout=15)
+        f = s.makefile("rb")
+        if how == "smtp":
+            f.readline()
+            s.sendall(b"EHLO probe.example\r\n")
+            while True:
+                line = f.readline()
+                if line[3:4] != b"-":
+                    break
+            s.sendall(b"STARTTLS\r\n"); f.readline()
+        elif how == "sieve":
+            while not f.readline().startswith(b"OK"):
+                pass
+            s.sendall(b"STARTTLS\r\n"); f.readline()
+        t = ctx.wrap_socket(s, server_hostname=name)
+        der = t.getpeercert(binary_form=True)
+        peer = t.getpeercert()
+        t.close()
+        sans = sorted(v for k, v in peer.get("subjectAltName", ()) if k == "DNS")
+        out.append({"port": port, "name": name, "ok": True, "serial": peer["serialNumber"].lower().lstrip("0"),
+                    "sans": sans})
+    except Exception as e:
+        out.append({"port": port, "name": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
+print(json.dumps(out))
+"""
+
+
+def probe_tls(lab, ip: str, ca_file: str, listeners) -> list[dict]:
+    """Connect to each listener from the lab's outside world, trusting only ``ca_file``, with the listener's
+    name checked; [{port, name, ok, serial, sans} or {port, name, ok: False, error}]."""
+    return net_python(lab, TLS_PROBE_SCRIPT, {"ip": ip, "ca": ca_file, "listeners": listeners})
+
+
+def pebble_root(lab, status, dest: Path) -> str:
+    """pebble's current issuing root, fetched from its management interface (15000, /roots/0) by the lab's
+    outside world, which trusts the lab world CA for pebble's own HTTPS; written to ``dest``."""
+    acme = status["acme"]
+    pem = lab.net("curl", "-sSf", "--cacert", acme["ca_bundle"], f"{acme['management_url']}/roots/0",
+                  timeout=30).stdout
+    assert pem.startswith("-----BEGIN CERTIFICATE-----"), pem[:200]
+    dest.write_text(pem)
+    return str(dest)
 # ----------------------------------------------------------------------------- the deploy machine's commands
 
 

@@ -49,8 +49,12 @@ def test_dry_run_on_an_empty_secrets_dir_writes_nothing(lab, deployed, status, t
     for host in ("mail.staging.test", "mail.production.test"):
         domain = host.split(".", 1)[1]
         said = [line.split("noop: ", 1)[1] for line in out.splitlines() if re.search(rf"\[{host}\]\s+noop: ", line)]
-        assert f"would create the lab CA key {empty}/lab-ca/ca.key" in said, out[-4000:]
-        assert f"would create the TLS certificate of {host} {empty}/lab-ca/hosts/{host}.crt (new host)" in said
+        if host == STAGING_MAIL:  # tls.mode 'lab'
+            assert f"would create the lab CA key {empty}/lab-ca/ca.key" in said, out[-4000:]
+            assert f"would create the TLS certificate of {host} {empty}/lab-ca/hosts/{host}.crt (new host)" in said
+        else:  # tls.mode 'acme': the host's ACME identity
+            assert f"would create the ACME account key of {host} {empty}/acme/{host}/account.key" in said, said
+            assert f"would create the TLS key of {host} {empty}/acme/{host}/cert.key" in said, said
         for alg, letter in (("rsa", "r"), ("ed25519", "e")):
             assert any(re.fullmatch(rf"would create the DKIM {alg} key {letter}\d{{8}} of {domain} in "
                                     + re.escape(f"{empty}/dkim/{domain}"), s) for s in said), said
@@ -58,6 +62,7 @@ def test_dry_run_on_an_empty_secrets_dir_writes_nothing(lab, deployed, status, t
     assert "p=<new-key-made-by-the-deploy>" in out and "note: dry run" in out  # ... with placeholder keys
     plan = {op["name"]: op["hosts_with_change"] for op in json.loads(run.stdout)["plan"]}
     assert "TLS private key (lab CA)" not in plan  # nothing made, so nothing to upload
+    assert "TLS private key (ACME certificate key)" not in plan and "ACME account key" not in plan
     assert any(name.startswith("DNS: apply") for name in plan)  # listed, never run: a dry plan cannot apply
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import drive, installed_dkim_keys
+from helpers import drive, installed_dkim_keys, pebble_root
 
 FOREIGN_TXT = '"google-site-verification=lab-foreign-token"'
 FOREIGN_WWW = "198.51.100.80"
@@ -167,12 +167,15 @@ def test_dkim_rotation_publishes_then_retires_through_dns(lab, tmp_path):
         drive(lab, delete_zones=[zone])
 
 
-def test_mta_sts_policy_served_over_https_matches_the_mx_set_and_the_txt_id(lab, deployed):
+def test_mta_sts_policy_served_over_https_matches_the_mx_set_and_the_txt_id(lab, deployed, tmp_path):
     """Needs deploy.py to run tasks.tls, tasks.nginx and the DNS stage on the lab."""
     import hashlib
 
     st = lab.status()
-    ca = Path(st["state_dir"]) / "secrets" / "lab-ca" / "ca.crt"
+    # staging's certificate comes from the lab CA, production's from the lab's ACME CA (pebble)
+    ca = tmp_path / "trust.pem"
+    ca.write_text((Path(st["state_dir"]) / "secrets" / "lab-ca" / "ca.crt").read_text()
+                  + Path(pebble_root(lab, st, tmp_path / "pebble.pem")).read_text())
     for d in [x["domain"] for x in st["domains"]]:
         argv = lab.net_argv(["curl", "-sSf", "--cacert", str(ca), f"https://mta-sts.{d}/.well-known/mta-sts.txt"])
         body = subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout.decode()  # keep CRLF

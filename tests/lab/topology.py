@@ -147,3 +147,8 @@ def reverse_name_v4(addr: str) -> str:
 def reverse_name_v6(addr: str) -> str:
     import ipaddress
     return ipaddress.IPv6Address(addr).reverse_pointer + "."
+
+# pebble (the lab's ACME CA) on infra: ACME on 14000 (a lab world CA certificate for infra.lab.test),
+# management on 15000 (/roots/0: the current issuing root).
+ACME_DIRECTORY = "https://infra.lab.test:14000/dir"
+ACME_MANAGEMENT_URL = "https://infra.lab.test:15000"

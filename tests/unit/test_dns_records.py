@@ -184,6 +184,24 @@ def test_tlsa_hash_is_the_sha256_of_the_host_certificates_public_key(tmp_path):
     hosts.mkdir(parents=True)
     (hosts / "mail.example.org.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    lab = {"mode": "lab", "trusted_by_senders": True}
+    recs = by_key(desired_records(make_env(secrets_dir=str(tmp_path), dnssec=True, tls=lab)))
+    assert recs[("_25._tcp.mail.example.org", "TLSA")].values == (f"3 1 1 {hashlib.sha256(spki).hexdigest()}",)
+    assert not [k for k in by_key(desired_records(make_env(secrets_dir=str(tmp_path), tls=lab))) if k[1] == "TLSA"]
+
+
+def test_tlsa_of_an_acme_host_pins_its_certificate_key_from_secrets(tmp_path):
+    """tls.mode 'acme': the TLSA 3 1 1 data is the SPKI hash of secrets/acme/<host>/cert.key, the key every
+    renewal reuses (no certificate needed); a host whose key is not made yet gets no TLSA record."""
+    import hashlib
+
+    from mailstead import acme_keys
+    from mailstead.dns import desired_records
+
+    assert not [k for k in by_key(desired_records(make_env(secrets_dir=str(tmp_path), dnssec=True)))
+                if k[1] == "TLSA"]
+    ident = acme_keys.identity(tmp_path, "mail.example.org")
+    key = serialization.load_pem_private_key(ident.cert_key_pem, password=None)
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     recs = by_key(desired_records(make_env(secrets_dir=str(tmp_path), dnssec=True)))
     assert recs[("_25._tcp.mail.example.org", "TLSA")].values == (f"3 1 1 {hashlib.sha256(spki).hexdigest()}",)
-    assert not [k for k in by_key(desired_records(make_env(secrets_dir=str(tmp_path)))) if k[1] == "TLSA"]

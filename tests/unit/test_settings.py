@@ -64,8 +64,24 @@ CASES = [
     ("unknown-nested-key", lambda p: p.append(
         "all.py", 'tls = {"mode": "acme", "acme_directry": "https://acme.example/dir"}'),
      ["group_data/all.py", "tls.acme_directry", "did you mean 'acme_directory'?"]),
-    ("acme-not-available-yet", lambda p: p.append("all.py", 'tls = {"mode": "acme"}'),
-     ["group_data/all.py", "tls.mode", "not available in this version", "write tls = {'mode': 'lab'}"]),
+    ("private-ca-with-mta-sts-enforce", lambda p: p.append("all.py", 'tls = {"mode": "lab"}'),
+     ["group_data/all.py", "tls.mode", "mta_sts_mode = 'enforce' needs a publicly trusted certificate",
+      "tls.mode = 'lab' gives it a certificate from a private CA", "write tls = {'mode': 'acme'}",
+      "or mta_sts_mode = 'testing'"]),
+    ("letsencrypt-staging-with-mta-sts-enforce", lambda p: p.append(
+        "all.py", 'tls = {"acme_directory": "https://acme-staging-v02.api.letsencrypt.org/directory"}'),
+     ["group_data/all.py", "tls.mode", "needs a publicly trusted certificate", "Let's Encrypt staging"]),
+    ("private-acme-ca-with-mta-sts-enforce", lambda p: p.append(
+        "all.py", 'tls = {"acme_directory": "https://ca.example.org/dir", "acme_ca_bundle": "ca.pem"}'),
+     ["group_data/all.py", "tls.mode", "needs a publicly trusted certificate", "tls.acme_ca_bundle"]),
+    ("acme-dns-01-without-provider", lambda p: p.append(
+        "all.py", 'dns = {"provider": "none"}\ntls = {"acme_challenge": "dns-01"}'),
+     ["group_data/all.py", "tls.acme_challenge", "'dns-01' publishes the challenge through the DNS provider",
+      "or write tls = {'acme_challenge': 'http-01'}"]),
+    ("acme-challenge-unknown", lambda p: p.append("all.py", 'tls = {"acme_challenge": "tls-alpn-01"}'),
+     ["group_data/all.py", "tls.acme_challenge", "'tls-alpn-01'"]),
+    ("trusted-by-senders-not-bool", lambda p: p.append("all.py", 'tls = {"trusted_by_senders": "yes"}'),
+     ["group_data/all.py", "tls.trusted_by_senders", "'yes'"]),
     ("missing-environment", lambda p: p.files.update(
         {"production.py": _drop(p.files["production.py"], "environment")}),
      ["group_data/production.py", "environment", "is missing", "write environment = 'production'"]),
@@ -646,6 +662,7 @@ def test_lab_inventory_validates_and_pyinfra_gives_the_hosts_the_checked_setting
                      "users": [{"address": a, "password": f"pw-{a}"} for a in d.addresses]} for d in topo.DOMAINS],
         "pdns": {"api_url": topo.PDNS_API_URL, "api_key_file": str(tmp_path / "secrets" / "pdns-api-key")},
         "gateway": {"ipv4": topo.GATEWAY_V4, "ipv6": topo.GATEWAY_V6},
+        "acme": {"directory": topo.ACME_DIRECTORY, "ca_bundle": str(tmp_path / "world-ca" / "ca.pem")},
     }
     monkeypatch.setattr(labdata, "state", lambda lab=None: fake_state)
     inventory = load_inventory("tests/lab/inventory.py")  # runs the file (its check()) and pyinfra's loader
@@ -656,7 +673,9 @@ def test_lab_inventory_validates_and_pyinfra_gives_the_hosts_the_checked_setting
     assert prod.domains == ["production.test"] and prod.dns.provider == "powerdns"
     assert prod.secrets_dir == f"{tmp_path}/secrets" and envs["staging"].domains == ["staging.test"]
     mail = from_host(inventory.get_host("mail.production.test"))
-    assert mail.tls.mode == "lab" and mail.chrony_set_clock is False
+    assert mail.tls.mode == "acme" and mail.tls.acme_directory == "https://infra.lab.test:14000/dir"
+    assert mail.chrony_set_clock is False
+    assert from_host(inventory.get_host("mail.staging.test")).tls.mode == "lab"
     assert prod.mailbox_addresses == ["alice@production.test", "bob@production.test"]
     # the check (what tests/lab/inventory.py runs) merges the two group_data directories as pyinfra does
     checked = check(labdata.lab_inventory(), inventory_file=REPO / "tests" / "lab" / "inventory.py")

@@ -161,6 +161,12 @@ CASES = LOCAL_PART_CASES + [
      ALL, "tls.acme_directory", "***@acme.example.org", [ACME_PASSWORD]),
     ("acme-profile-space", lambda p: p.append("all.py", "tls = {'acme_profile': 'tls server'}"),
      ALL, "tls.acme_profile", "'tls server'", []),
+    ("acme-challenge-shell", lambda p: p.append("all.py", "tls = {'acme_challenge': 'http-01; rm -rf /'}"),
+     ALL, "tls.acme_challenge", "'http-01; rm -rf /'", []),
+    ("acme-trusted-by-senders-string", lambda p: p.append("all.py", "tls = {'trusted_by_senders': 'True'}"),
+     ALL, "tls.trusted_by_senders", "'True'", []),
+    ("acme-ca-bundle-newline", lambda p: p.append("all.py", "tls = {'acme_ca_bundle': 'ca.pem\\nx'}"),
+     ALL, "tls.acme_ca_bundle", "'ca.pem\\nx'", []),
     ("resolver-forwarder-newline", lambda p: p.append("all.py", "resolver_forwarders = ['198.51.100.1@53\\n']"),
      ALL, "resolver_forwarders[0]", "'198.51.100.1@53\\n'", []),
     ("powerdns-server-id-traversal", lambda p: p.append("all.py", _dns(
@@ -254,7 +260,7 @@ def test_ordinary_values_are_accepted(project):
                      "upstream_url": "https://www.opensmtpd.org/archives/opensmtpd-7.10.1p2.tar.gz",
                      "sha256": "SHA256:""" + "A" * 64 + """",
                      "configure_options": ["--with-auth-pam=smtpd", "--with-cflags=-O2", "--without-x"]}
-        tls = {"mode": "lab", "acme_profile": "tlsserver", "caa_issuer": "LetsEncrypt.org."}
+        tls = {"mode": "lab", "acme_profile": "tlsserver", "caa_issuer": "LetsEncrypt.org.", "trusted_by_senders": True}
         dns = {"provider": "rfc2136", "server": "2001:db8::53", "tsig_key_name": "mailstead-key.example.org.",
                "secret_env": "MAILSTEAD_TSIG"}
         """)

@@ -9,4 +9,6 @@ aliases = {
     "postmaster@staging.test": ["alice@staging.test"],
     "abuse@staging.test": ["alice@staging.test"],
     "team@staging.test": ["alice@staging.test", "bob@staging.test"],
+    # forwards to the other environment (SRS, and relayed mail is not signed as ours: tests/lab/test_filtering.py)
+    "fwd@staging.test": ["bob@production.test"],
 }

@@ -175,6 +175,8 @@ class Lab:
                         for d in topology.DOMAINS],
             "pdns": {"api_url": topology.PDNS_API_URL, "api_key_file": str(self.api_key_file)},
             "tsig_file": str(self.tsig_file),
+            "acme": {"directory": topology.ACME_DIRECTORY, "ca_bundle": str(worldca.ca_dir(self.state_dir) / "ca.pem"),
+                     "root_file": str(self.pebble_root_file), "management_url": topology.ACME_MANAGEMENT_URL},
             "gateway": {"ipv4": topology.GATEWAY_V4, "ipv6": topology.GATEWAY_V6},
             "services": services,
             "up": all(running.values()) and all(services.values()),
@@ -262,7 +264,7 @@ class Lab:
             res = self._provision_infra()
             if res:
                 changed.append("infra: " + ", ".join(res))
-            t.step("infra (PowerDNS, NTS)")
+            t.step("infra (PowerDNS, NTS, pebble)")
             self._write_state(self._up_record(t, changed))
             log(f"up: lab '{self.lab_id}' ready in {t.total():.1f}s ({'; '.join(changed) or 'nothing changed'})")
             return self.status()
@@ -306,7 +308,7 @@ class Lab:
             t.step("boot (ssh + running)")
             if h.short == topology.INFRA:
                 self._provision_infra()
-                t.step("infra (PowerDNS, NTS)")
+                t.step("infra (PowerDNS, NTS, pebble)")
             return t.total()
 
     def _wait_ready(self, shorts, timeout=120) -> None:
@@ -381,22 +383,40 @@ class Lab:
         }
 
     def _provision_infra(self) -> list[str]:
-        """The outside world's services on infra: PowerDNS, then the NTS time server."""
+        """The outside world's services on infra: PowerDNS, the NTS time server, the ACME CA (pebble)."""
         changed = self._run_on_infra("pdns_provision.py", self._pdns_config(), "PowerDNS")
-        return changed + self._run_on_infra("nts_provision.py", self._nts_config(), "the NTS server")
+        changed += self._run_on_infra("nts_provision.py", self._nts_config(), "the NTS server")
+        return changed + self.provision_pebble()
+
+    @property
+    def pebble_root_file(self) -> Path:
+        """pebble's current issuing root (PEM), fetched at every provisioning; it changes when pebble restarts."""
+        return self.state_dir / "pebble-root.pem"
+
+    def provision_pebble(self) -> list[str]:
+        """Install/configure/start pebble on infra (idempotent) and save its current root in pebble_root_file."""
+        infra = topology.host(topology.INFRA)
+        cert, key = worldca.ensure_leaf(self.state_dir, "infra-acme", [infra.fqdn])
+        res = self._run_on_infra("pebble_provision.py", {"cert": cert, "key": key,
+                                                         "dns_server": f"{topology.GATEWAY_V4}:53"},
+                                 "the ACME CA (pebble)", full=True)
+        write_file(self.pebble_root_file, res["root"], 0o644)
+        return res["changed"]
 
     def _nts_config(self) -> dict:
         infra = topology.host(topology.INFRA)
         cert, key = worldca.ensure_leaf(self.state_dir, infra.short, [infra.fqdn])
         return {"cert": cert, "key": key, "allow": [topology.PREFIX_V4, topology.PREFIX_V6]}
 
-    def _run_on_infra(self, script_name: str, config: dict, what: str) -> list[str]:
-        """Run a stdlib provisioning script inside infra with its JSON config on stdin; its changes."""
+    def _run_on_infra(self, script_name: str, config: dict, what: str, full: bool = False):
+        """Run a stdlib provisioning script inside infra with its JSON config on stdin; its changes
+        (``full``: the whole JSON document it printed)."""
         script = (Path(__file__).parent / script_name).read_text()
         p = self.exec(topology.INFRA, "python3", "-c", script, input=json.dumps(config), check=False, timeout=600)
         if p.returncode != 0:
             raise LabError(f"provisioning {what} on infra failed:\n{p.stdout[-2000:]}{p.stderr[-3000:]}")
-        return json.loads(p.stdout.strip().splitlines()[-1])["changed"]
+        doc = json.loads(p.stdout.strip().splitlines()[-1])
+        return doc if full else doc["changed"]
 
     def _infra_ready(self) -> bool:
         """Cheap check that PowerDNS answers with our key and has every zone, and the NTS server runs."""
@@ -409,8 +429,9 @@ class Lab:
             p = self.exec(topology.INFRA, "python3", "-c", code, input=key, check=False, timeout=20)
             if not (p.returncode == 0 and set(topology.ZONES) <= set(json.loads(p.stdout))):
                 return False
-            nts = self.exec(topology.INFRA, "systemctl", "is-active", "chrony", check=False, timeout=20)
-            return nts.stdout.strip() == "active" and (worldca.ca_dir(self.state_dir) / "ca.pem").exists()
+            nts = self.exec(topology.INFRA, "systemctl", "is-active", "chrony", "pebble", check=False, timeout=20)
+            return (nts.stdout.split() == ["active", "active"] and self.pebble_root_file.exists()
+                    and (worldca.ca_dir(self.state_dir) / "ca.pem").exists())
         except (LabError, ValueError, subprocess.TimeoutExpired):
             return False
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .util import CACHE_DIR, LabError, flock, log, run
 
-PACKAGES = ("pdns-server", "pdns-backend-sqlite3", "chrony")
+PACKAGES = ("pdns-server", "pdns-backend-sqlite3", "chrony", "pebble")
 
 # Runs in a private mount namespace (unshare -m): every mount disappears with it.
 _SCRIPT = r"""
