@@ -9,15 +9,18 @@ and undoing it makes it green again (one test: the check runs a handful of times
 
 from __future__ import annotations
 
-from helpers import drive, mailstead_cmd, problems
+from helpers import drive, mailstead_cmd, pebble_root, problems
 
 HOST = "mail-prod"
 FQDN = "mail.production.test"
 POLICY = "/var/www/mailstead/production.test/.well-known/mta-sts.txt"
 
 
+CA = []  # production's certificates come from the lab's ACME CA (pebble): its root, fetched once
+
+
 def check_production():
-    run = mailstead_cmd("check", "--env", "production", "--json", timeout=600)
+    run = mailstead_cmd("check", "--env", "production", "--json", "--ca-file", CA[0], timeout=600)
     assert run.returncode in (0, 1), f"check crashed ({run.returncode}):\n{run.stderr[-3000:]}"
     return run
 
@@ -27,7 +30,8 @@ def _summary(run) -> str:
                      if f["status"] != "ok")
 
 
-def test_check_is_green_then_names_each_breakage(lab, deployed):
+def test_check_is_green_then_names_each_breakage(lab, deployed, status, tmp_path):
+    CA[:] = [pebble_root(lab, status, tmp_path / "pebble-root.pem")]
     run = check_production()
     assert run.returncode == 0, f"check is not green on the fresh lab:\n{_summary(run)}"
     seen = {f["check"] for f in run.json["findings"]}
