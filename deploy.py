@@ -57,7 +57,10 @@ if os.environ.get("MAILSTEAD_STAGES"):
     names = [s.__name__.rsplit(".", 1)[-1] for s in stages]
     if unknown := [n for n in only if n not in names]:
         raise SystemExit(f"MAILSTEAD_STAGES: {', '.join(unknown)}: not a stage of this host ({', '.join(names)})")
+    skipped = [s for s, n in zip(stages, names) if n not in only]
     stages = [s for s, n in zip(stages, names) if n in only]
+else:
+    skipped = []
 
 # pyinfra identifies an operation by the line numbers of its call stack, the same on every host: hosts with
 # different stage lists would otherwise share operations of different stages (same line numbers in two
@@ -70,3 +73,5 @@ if [s for s in STAGE_ORDER if s in stages] != stages:
 for stage in host.loop(STAGE_ORDER):
     if stage in stages:
         stage.deploy(settings, env, results)
+    elif stage in skipped and hasattr(stage, "hand_on"):  # a skipped stage still hands on what later ones read
+        stage.hand_on(results)

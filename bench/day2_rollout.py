@@ -40,15 +40,20 @@ def main() -> int:
     cred = Path(status["state_dir"]) / "secrets" / "rollout" / "staging.json"
     if not cred.exists():
         sys.exit(f"{cred} missing: run tests/lab/test_rollout.py once (it writes the round trip's user)")
+    acme = status["acme"]  # production's certificates come from the lab's pebble: trust its current root
+    root = subprocess.run([LABCTL, "net", "--", "curl", "-sSf", "--cacert", acme["ca_bundle"],
+                           f"{acme['management_url']}/roots/0"], capture_output=True, text=True, check=True).stdout
+    ca = Path(status["state_dir"]) / "bench-pebble-root.pem"
+    ca.write_text(root)
     all_text, staging_text = ALL.read_text(), STAGING.read_text()
     try:
         noop = timed([PYINFRA, "-y", INV, "deploy.py", "--limit", "staging"])
         add = timed([PY, "-m", "mailstead", "user", "add", "bench@staging.test", "--inventory", INV], "bench-Pass-1\n")
         remove = timed([PY, "-m", "mailstead", "user", "remove", "bench@staging.test", "--inventory", INV])
         ALL.write_text(all_text + "\nimap_starttls = True\n")
-        change = timed([PY, "-m", "mailstead", "rollout", "--inventory", INV])
+        change = timed([PY, "-m", "mailstead", "rollout", "--inventory", INV, "--ca-file", str(ca)])
         ALL.write_text(all_text)
-        back = timed([PY, "-m", "mailstead", "rollout", "--inventory", INV])
+        back = timed([PY, "-m", "mailstead", "rollout", "--inventory", INV, "--ca-file", str(ca)])
     finally:
         ALL.write_text(all_text)
         STAGING.write_text(staging_text)

@@ -27,7 +27,7 @@ SMTPD_SESSION = re.compile(r" smtpd\[\d+\]: ([0-9a-f]{16}) ")
 EVPID = re.compile(r"evpid=([0-9a-f]{16})")
 MSGID = re.compile(r"msgid=([0-9a-f]{8})\b")
 DELIVERY = re.compile(r"mda delivery evpid=\S+ from=<[^>]*> to=<([^>]+)>")
-LMTP = re.compile(r" lmtp\(([^)]+)\)<\d+><([^>]+)>: msgid=(<[^>]*>)")
+LMTP = re.compile(r" lmtp\(([^)]+)\)<\d+><([^>]+)>: (?:sieve: )?msgid=(<[^>]*>)")
 
 
 def _time(line: str) -> datetime | None:

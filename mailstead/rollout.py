@@ -30,15 +30,15 @@ def deploy(inventory_file: str, environment: str, dry: bool = False) -> int:
     return subprocess.run(argv).returncode
 
 
-def gate(inventory, environment: str, round_trip_too: bool) -> list[Finding]:
+def gate(inventory, environment: str, round_trip_too: bool, ca_files: list[str]) -> list[Finding]:
     """The findings of `check` for one environment, plus the round trip on each of its mail hosts."""
-    findings = check_environment(inventory, environment)
+    findings = check_environment(inventory, environment, ca_files=ca_files)
     if round_trip_too:
         from mailstead.inventory import environments
 
         targets = targets_of(inventory, environment)
         env = environments(inventory)[environment]
-        ctx = Context(env=env, targets=targets, ca_files=trusted_cas(env, []))
+        ctx = Context(env=env, targets=targets, ca_files=trusted_cas(env, ca_files))
         for t in ctx.mail_targets:
             findings += list(round_trip(ctx, t))
     return findings
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry", action="store_true", help="show what each environment's deploy would change; change nothing")
     p.add_argument("--staging", default="staging", metavar="ENV", help="the environment tried first (default staging)")
     p.add_argument("--production", default="production", metavar="ENV", help="the environment after it")
+    p.add_argument("--ca-file", action="append", default=[], metavar="FILE",
+                   help="also trust this CA in the checks' TLS probes (repeatable)")
     args = p.parse_args(argv)
 
     from mailstead.inventory import load_inventory
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if deploy(args.inventory, args.staging) != 0:
         say(f"rollout: STOPPED: the deploy of {args.staging} failed; {args.production} was not touched")
         return 1
-    findings = gate(inventory, args.staging, round_trip_too=True)
+    findings = gate(inventory, args.staging, round_trip_too=True, ca_files=args.ca_file)
     say(render(findings))
     if failed(findings):
         names = ", ".join(f"{f.check} {f.subject}" for f in failed(findings))
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if deploy(args.inventory, args.production) != 0:
         say(f"rollout: the deploy of {args.production} failed")
         return 1
-    findings = check_environment(inventory, args.production)
+    findings = check_environment(inventory, args.production, ca_files=args.ca_file)
     say(render(findings))
     if failed(findings):
         names = ", ".join(f"{f.check} {f.subject}" for f in failed(findings))

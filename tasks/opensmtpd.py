@@ -21,16 +21,20 @@ that file) and a built-in one on 25 that refuses MAIL FROM in our own domains (o
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets as _random
 import shlex
 from dataclasses import dataclass
 from io import BytesIO
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import apt, files, python, server
+
+from mailstead import secrets, tarballs
 
 from mailstead import secrets
 from tasks import tls
@@ -61,6 +65,7 @@ DOVECOT_AUTH_SOCKET = "/run/dovecot/auth-smtpd"
 TABLE_NAMES = {"credentials": "credentials", "domains": "domains", "virtuals": "virtuals", "recipients": "recipients",
                "sendermap": "sendermap", "aliases": "localaliases", "ownsenders": "ownsenders"}
 BUILD_SCRIPT = "/usr/local/lib/mailstead/build-opensmtpd.sh"
+TARBALL_DIR = "/var/cache/mailstead/opensmtpd"  # the build script's work directory (its tarball cache)
 # programs smtpd runs from its libexec directory (as its unprivileged user)
 HELPERS = {"table-dovecot": "SMTP AUTH via Dovecot", "filter-authguard": "per-source AUTH throttling"}
 
@@ -274,7 +279,18 @@ def srs_key(secrets_dir) -> str | None:
 # ----------------------------------------------------------------------------- the stage
 
 
-def _install_source(settings, lay: Layout) -> list:
+def upload_commands(path, sha256: str, dest: str, chunk: int = 12288) -> list[str]:
+    """Shell commands that write ``path`` to ``dest`` on the host in base64 pieces and keep it only if its
+    sha256 matches (one SFTP write of a large file stalls through an SSH ProxyCommand, as the lab's)."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    tmp = f"{dest}.upload"
+    cmds = [f"rm -f {tmp}"]
+    cmds += [f"printf %s {data[i:i + chunk]} | base64 -d >> {tmp}" for i in range(0, len(data), chunk)]
+    cmds.append(f"echo '{sha256}  {tmp}' | sha256sum -c --status && mv -f {tmp} {dest}")
+    return cmds
+
+
+def _install_source(settings, env, lay: Layout) -> list:
     o = settings.opensmtpd
     apt.packages(name="OpenSMTPD build dependencies", packages=BUILD_PACKAGES, no_recommends=True)
     if o.signify_pubkey:
@@ -289,11 +305,26 @@ def _install_source(settings, lay: Layout) -> list:
     have = host.get_fact(FileContents, path=STAMP)
     ops = [files.file(name="no package-mode unit drop-in with a source build", path=PACKAGE_DROPIN, present=False)]
     if not have or have[0].strip() != want:
-        args = [BUILD_SCRIPT, o.source, o.version, o.sha256 or "", STAMP, want, o.debian_suite,
+        sha = o.sha256 or ""
+        kept = None if o.signify_pubkey else tarballs.find(env.secrets_dir, o.version, o.sha256)
+        if kept:  # verified before, kept on the deploy machine: the host builds it without fetching
+            files.directory(name="OpenSMTPD tarball cache", path=TARBALL_DIR, user="root", group="root", mode="755")
+            server.shell(name=f"OpenSMTPD {o.version} tarball from the deploy machine (sha256 {kept[1][:12]}...)",
+                         commands=upload_commands(kept[0], kept[1], f"{TARBALL_DIR}/opensmtpd-{o.version}.tar.gz"))
+            sha = kept[1]
+        args = [BUILD_SCRIPT, o.source, o.version, sha, STAMP, want, o.debian_suite,
                 o.upstream_url or "", o.signify_key_text() or "", "--", *configure_options(settings)]
         check = " (signify)" if o.signify_pubkey else ""
         ops.append(server.shell(name=f"Fetch, verify{check}, build and install OpenSMTPD {o.version}",
                                 commands=[" ".join(shlex.quote(a) for a in args)]))
+        if not kept and not dry_run():  # keep the tarball the host verified and built, for later builds
+            local = tarballs.cache_dir(env.secrets_dir) / f".incoming-{host.name}-{o.version}.tar.gz"
+            secrets.private_dir(local.parent)
+            files.get(name=f"Keep the verified OpenSMTPD {o.version} tarball on the deploy machine",
+                      src=f"{TARBALL_DIR}/opensmtpd-{o.version}.tar.gz", dest=str(local), add_deploy_dir=False,
+                      force=True)
+            python.call(name="OpenSMTPD tarball filed under its sha256", function=tarballs.keep,
+                        secrets_dir=env.secrets_dir, version=o.version, downloaded=str(local))
     else:
         host.noop(f"OpenSMTPD {o.version} already built with these options")
     ops += _helpers(lay)
@@ -348,7 +379,7 @@ def deploy(settings, env, results) -> None:
     if settings.opensmtpd.source == "package":
         install_ops = _install_package(settings, lay)
     else:
-        install_ops = _install_source(settings, lay)
+        install_ops = _install_source(settings, env, lay)
     mark_pending(["opensmtpd", DAEMON_RELOAD], ops=install_ops,
                  name="OpenSMTPD must restart after its install changed")
     run_pending(name="systemd daemon-reload (opensmtpd unit)", marker=DAEMON_RELOAD,

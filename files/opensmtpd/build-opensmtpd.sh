@@ -113,6 +113,8 @@ SOURCES
         echo "could not fetch opensmtpd $version with sha256 $sha256 ($source_kind): not found or hash mismatch" >&2
         exit 1
     }
+else
+    echo "opensmtpd $version: the tarball here has the expected sha256 $sha256 (kept or uploaded by the deploy machine): not fetched"
 fi
 echo "$sha256  $tarball" | sha256sum -c --status
 

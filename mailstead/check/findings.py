@@ -103,7 +103,7 @@ def _guarded(fn: Check, name: str, subject: str, *args: Any) -> list[Finding]:
 
 def run_checks(ctx: Context) -> list[Finding]:
     """Every check of the environment: per domain, per host, per mail host, and over SSH per host."""
-    from mailstead.check import dnscheck, hostcheck, netcheck
+    from mailstead.check import dnscheck, hostcheck, netcheck, releases
 
     out: list[Finding] = []
     out += _guarded(dnscheck.records, "dns", ctx.env.environment, ctx)
@@ -121,6 +121,8 @@ def run_checks(ctx: Context) -> list[Finding]:
     if ctx.ssh:
         for t in ctx.targets:
             out += _guarded(hostcheck.over_ssh, "ssh", t.fqdn, ctx, t)
+        for t in ctx.mail_targets:
+            out += _guarded(releases.opensmtpd_release, "opensmtpd", t.fqdn, ctx, t)
     return out
 
 

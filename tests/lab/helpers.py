@@ -289,6 +289,8 @@ def pebble_root(lab, status, dest: Path) -> str:
     assert pem.startswith("-----BEGIN CERTIFICATE-----"), pem[:200]
     dest.write_text(pem)
     return str(dest)
+
+
 # ----------------------------------------------------------------------------- the deploy machine's commands
 
 

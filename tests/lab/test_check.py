@@ -4,20 +4,39 @@ and undoing it makes it green again (one test: the check runs a handful of times
 
 - a DKIM TXT record changed at the DNS provider (PowerDNS API), repaired by `dns apply`;
 - OpenSMTPD stopped on mail.production.test;
-- the MTA-STS policy no longer served (nginx's policy file moved away).
+- the MTA-STS policy no longer served (nginx's policy file moved away);
+- a trap that accepts mail (trap-last's smtpd replaced by a listener that accepts everything).
 """
 
 from __future__ import annotations
 
-from helpers import drive, mailstead_cmd, problems
+import time
 
+from helpers import drive, mailstead_cmd, pebble_root, problems
+
+ACCEPT_ALL = r"""
+import socketserver
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(b"220 trap2 ESMTP\r\n")
+        for line in self.rfile:
+            if line.upper().startswith(b"QUIT"):
+                self.wfile.write(b"221 bye\r\n")
+                return
+            self.wfile.write(b"250 ok\r\n")
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(("0.0.0.0", 25), H).serve_forever()
+"""
 HOST = "mail-prod"
 FQDN = "mail.production.test"
 POLICY = "/var/www/mailstead/production.test/.well-known/mta-sts.txt"
 
 
+CA = []  # production's certificates come from the lab's ACME CA (pebble): its root, fetched once
+
+
 def check_production():
-    run = mailstead_cmd("check", "--env", "production", "--json", timeout=600)
+    run = mailstead_cmd("check", "--env", "production", "--json", "--ca-file", CA[0], timeout=600)
     assert run.returncode in (0, 1), f"check crashed ({run.returncode}):\n{run.stderr[-3000:]}"
     return run
 
@@ -27,11 +46,12 @@ def _summary(run) -> str:
                      if f["status"] != "ok")
 
 
-def test_check_is_green_then_names_each_breakage(lab, deployed):
+def test_check_is_green_then_names_each_breakage(lab, deployed, status, tmp_path):
+    CA[:] = [pebble_root(lab, status, tmp_path / "pebble-root.pem")]
     run = check_production()
     assert run.returncode == 0, f"check is not green on the fresh lab:\n{_summary(run)}"
     seen = {f["check"] for f in run.json["findings"]}
-    assert {"dns", "ptr", "tls", "mta-sts", "relay", "trap", "units", "services", "queue", "disk"} <= seen, seen
+    assert {"dns", "ptr", "tls", "mta-sts", "relay", "trap", "units", "services", "queue", "disk", "opensmtpd"} <= seen, seen
     print(f"green check: {run.seconds:.1f} s, {len(run.json['findings'])} findings")
 
     # 1. a DKIM TXT record changed at the provider behind mailstead's back
@@ -65,6 +85,18 @@ def test_check_is_green_then_names_each_breakage(lab, deployed):
         assert any("HTTP 404" in f["detail"] for f in problems(run)), _summary(run)
     finally:
         lab.exec(HOST, "mv", POLICY + ".away", POLICY)
+
+    # 4. a trap that accepts mail (trap-last's smtpd replaced by a listener that says 250 to everything)
+    lab.exec("trap2", "systemctl", "stop", "opensmtpd")
+    try:
+        lab.exec("trap2", "systemd-run", "--unit", "fake-accepting-mx", "python3", "-c", ACCEPT_ALL)
+        time.sleep(1)
+        run = check_production()
+        assert run.returncode == 1, _summary(run)
+        assert any(f["check"] == "trap" and "ACCEPTS" in f["detail"] for f in problems(run)), _summary(run)
+    finally:
+        lab.exec("trap2", "systemctl", "stop", "fake-accepting-mx", check=False)
+        lab.exec("trap2", "systemctl", "start", "opensmtpd")
 
     run = check_production()
     assert run.returncode == 0, f"check is not green again after the repairs:\n{_summary(run)}"

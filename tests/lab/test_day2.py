@@ -79,7 +79,7 @@ def test_user_add_passwd_and_alias_add(lab, deployed, status, mail_hosts):
         run = mailstead_cmd("logs", "--host", "mail.staging.test", f"<{t}@outside.example>")
         assert run.returncode == 0, run.stderr[-2000:]
         assert "smtp connected" in run.stdout and f"to=<{ALIAS}>" in run.stdout, run.stdout
-        assert f"lmtp({USER})" in run.stdout and "saved mail to INBOX" in run.stdout, run.stdout
+        assert f"lmtp({USER})" in run.stdout and f"msgid=<{t}@outside.example>" in run.stdout, run.stdout
         assert mailstead_cmd("queue", "show", "--host", "mail.staging.test").returncode == 0
 
         # with password_hashes_file set, `user passwd` keeps the hash out of git (in secrets_dir)

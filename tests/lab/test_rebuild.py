@@ -140,6 +140,9 @@ def test_rebuilt_staging_host_keeps_its_identity_and_its_mail(lab, deployed, sta
         assert not [n for n in run.changed() if n.startswith("DNS")], run.changed()
         plan = drive(lab, env="staging", stage="plan")
         assert plan["changes"] == [] and plan["calls"]["write"] == 0
+        # the OpenSMTPD build used the verified tarball the deploy machine kept (secrets/opensmtpd/), uploaded
+        assert any(n.startswith("OpenSMTPD ") and "tarball from the deploy machine" in n for n in run.changed()), \
+            run.changed()
 
         assert {n: v[2] for n, v in installed_dkim_keys(lab, host).items()} == want_keys  # same selectors, same keys
         assert drive(lab, resolve=names)["answers"] == dns_before                   # the zone as it was

@@ -3,18 +3,17 @@ production only when staging is green.
 
 One test, two rollouts: a green one deploys production after staging (production's SSH log shows the deploy's
 login); then, with an outside firewall rule on the staging host dropping port 25 (a breakage the deploy does not
-repair: nftables in the host's network namespace, set from this machine), the rollout exits non-zero, names the
+repair: a table of its own in the host's nftables, next to the firewall stage's), the rollout exits non-zero, names the
 failed check, and production's SSH log shows no login at all.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
-from helpers import mailstead_cmd, password
+from helpers import mailstead_cmd, password, pebble_root
 
 from mailstead.secrets import write_private
 
@@ -28,27 +27,27 @@ def _prod_ssh_logins(lab, since: float) -> list[str]:
     return [line for line in out.splitlines() if "Accepted publickey" in line]
 
 
-def test_rollout_gates_production_on_staging(lab, deployed, status):
+def test_rollout_gates_production_on_staging(lab, deployed, status, tmp_path):
+    ca = pebble_root(lab, status, tmp_path / "pebble-root.pem")  # production's ACME CA (the lab's pebble)
     cred = Path(status["state_dir"]) / "secrets" / "rollout" / "staging.json"
     write_private(cred, json.dumps({"address": STAGING_USER, "password": password(status, STAGING_USER)}))
 
     since = time.time() - 1
-    run = mailstead_cmd("rollout", timeout=1800)
+    run = mailstead_cmd("rollout", "--ca-file", ca, timeout=1800)
     assert run.returncode == 0, f"green rollout failed:\n{run.stdout[-4000:]}\n{run.stderr[-3000:]}"
     assert "OK       round-trip   mail.staging.test 587->993" in run.stdout, run.stdout[-3000:]
     assert _prod_ssh_logins(lab, since), "the green rollout did not deploy production"
     print(f"green rollout (no-op deploys): {run.seconds:.1f} s")
 
-    ns = lab.names.host_netns("mail-staging")
     rules = f"table inet {TABLE} {{\n chain input {{\n  type filter hook input priority -10;\n  tcp dport 25 drop\n }}\n}}\n"
-    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True, check=True)
+    lab.exec("mail-staging", "nft", "-f", "-", input=rules)  # the host's own nft (not the firewall stage's table)
     try:
         time.sleep(1.5)  # journal timestamps are whole seconds
         since = time.time()
-        run = mailstead_cmd("rollout", timeout=1800)
+        run = mailstead_cmd("rollout", "--ca-file", ca, timeout=1800)
         assert run.returncode != 0, run.stdout[-3000:]
         assert "rollout: STOPPED: staging failed its checks" in run.stdout, run.stdout[-3000:]
         assert "tls mail.staging.test:25" in run.stdout.splitlines()[-1], run.stdout[-3000:]
         assert _prod_ssh_logins(lab, since) == [], "the stopped rollout logged in to production"
     finally:
-        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", TABLE], check=True)
+        lab.exec("mail-staging", "nft", "delete", "table", "inet", TABLE)

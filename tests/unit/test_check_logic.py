@@ -127,3 +127,23 @@ def test_what_a_trap_answer_means(monkeypatch, position, answer, status):
     [f] = netcheck.trap(ctx, Target(settings=_Trap(position)))
     assert f.status == status, f
     assert f.status == OK or f.fix
+
+
+class _Smtpd:
+    def __init__(self, version):
+        from mailstead.settings.models import OpenSmtpd
+
+        self.opensmtpd = OpenSmtpd(version=version)
+        self.fqdn = "mx1.example.org"
+
+
+def test_a_newer_opensmtpd_in_the_suite_is_a_warning():
+    from mailstead.check.releases import newer_release, upstream_part
+
+    assert upstream_part("1:7.10.1p0-2") == "7.10.1p0"
+    [f] = newer_release(Target(settings=_Smtpd("7.9.0p0")), ["7.9.0p0-1"])
+    assert f.status == OK
+    [f] = newer_release(Target(settings=_Smtpd("7.9.0p0")), ["7.9.0p0-1", "7.10.1p0-1"])
+    assert f.status == WARNING and "7.10.1p0" in f.detail and "opensmtpd = {'version': '7.10.1p0'}" in f.fix
+    [f] = newer_release(Target(settings=_Smtpd("7.9.0p0")), [])
+    assert f.status == WARNING

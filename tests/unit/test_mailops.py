@@ -27,6 +27,12 @@ def test_by_message_id_envelope_id_and_message_id_header():
     assert trace(JOURNAL, "20261129050421.023341@vm") == PATH
 
 
+def test_a_sieve_delivery_line_is_found_too():
+    journal = [line.replace(": msgid=<2026", ": sieve: msgid=<2026").replace("saved mail to INBOX",
+               "stored mail into mailbox 'INBOX'") for line in JOURNAL]
+    assert trace(journal, "<20261129050421.023341@vm>") == journal[2:8]
+
+
 def test_unknown_ids_find_nothing():
     assert trace(JOURNAL, "deadbeef") == []
     assert trace(JOURNAL, "<nothing@here>") == []
