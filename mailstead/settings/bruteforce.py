@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
-from mailstead.settings.errors import _CONTROL_RE, _show
+from mailstead.settings.fields import network_list
 from mailstead.settings.models import _Model
 
 
@@ -46,19 +45,4 @@ class BruteForce(_Model):
     @field_validator("ignore", mode="before")
     @classmethod
     def _ignore(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            raise ValueError(f"{_show(value)} is a string, not a list; write ignore = [{value!r}]")
-        if isinstance(value, (list, tuple)):
-            out = []
-            for i, net in enumerate(value):
-                if not isinstance(net, str):
-                    return value  # pydantic reports the type
-                try:
-                    if _CONTROL_RE.search(net) or net != net.strip():
-                        raise ValueError
-                    out.append(str(ipaddress.ip_network(net, strict=False)))
-                except ValueError:
-                    raise ValueError(f"ignore[{i}] = {_show(net)} is not an IP address or network; write "
-                                     "bruteforce = {'ignore': ['192.0.2.7', '2001:db8::/48']}") from None
-            return out
-        return value
+        return network_list(value, "ignore", "bruteforce")

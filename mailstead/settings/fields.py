@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Annotated, Any, Callable
@@ -347,3 +348,23 @@ def split_address(address: Any) -> tuple[str, str] | None:
 def quota_bytes(quota: str) -> int:
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     return int(quota[:-1]) * units[quota[-1]] if quota[-1] in units else int(quota)
+
+
+def network_list(value: Any, key: str, setting: str) -> Any:
+    """A list of IP addresses or networks ('192.0.2.7', '2001:db8::/48'), each normalised to its network
+    ('192.0.2.7/32'); anything else is refused naming ``key`` and the fix (``setting = {'key': [...]}``). A value
+    that is not a list of strings goes on to pydantic, which reports its type."""
+    if isinstance(value, str):
+        raise ValueError(f"{_show(value)} is a string, not a list; write {key} = [{value!r}]")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(net, str) for net in value):
+        return value
+    out = []
+    for i, net in enumerate(value):
+        try:
+            if _CONTROL_RE.search(net) or net != net.strip():
+                raise ValueError
+            out.append(str(ipaddress.ip_network(net, strict=False)))
+        except ValueError:
+            raise ValueError(f"{key}[{i}] = {_show(net)} is not an IP address or network; write "
+                             f"{setting} = {{'{key}': ['192.0.2.7', '2001:db8::/48']}}") from None
+    return out

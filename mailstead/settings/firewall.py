@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from mailstead.settings.errors import _CONTROL_RE, _show
+from mailstead.settings.fields import network_list
 from mailstead.settings.models import _Model
 
 RULE_EXAMPLE = "write extra_input_rules = ['ip saddr 198.51.100.0/24 tcp dport 9100 accept']"
@@ -77,22 +77,7 @@ class Firewall(_Model):
     @field_validator("unmetered_sources", mode="before")
     @classmethod
     def _sources(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            raise ValueError(f"{_show(value)} is a string, not a list; write unmetered_sources = [{value!r}]")
-        if isinstance(value, (list, tuple)):
-            out = []
-            for i, net in enumerate(value):
-                if not isinstance(net, str):
-                    return value  # pydantic reports the type
-                try:
-                    if _CONTROL_RE.search(net) or net != net.strip():
-                        raise ValueError
-                    out.append(str(ipaddress.ip_network(net, strict=False)))
-                except ValueError:
-                    raise ValueError(f"unmetered_sources[{i}] = {_show(net)} is not an IP address or network; "
-                                     "write unmetered_sources = ['192.0.2.7', '2001:db8::/48']") from None
-            return out
-        return value
+        return network_list(value, "unmetered_sources", "firewall")
 
     @property
     def unmetered_v4(self) -> list[str]:
