@@ -28,6 +28,7 @@ from mailstead.settings.fields import split_address
 BIN = "/usr/local/sbin"
 RESTIC = f"{BIN}/mailstead-restic"
 VMAIL = "/var/vmail"
+BAYES_DUMP = "/var/lib/valkey/dump.rdb"  # rspamd's Bayes data and greylisting state (Valkey's snapshot)
 
 
 def backup_secrets(secrets_dir, fqdn: str, create: bool = True) -> tuple[bytes, bytes, bytes] | None:
@@ -54,7 +55,8 @@ def backup_secrets(secrets_dir, fqdn: str, create: bool = True) -> tuple[bytes, 
 def restore_script(fqdn: str, address: str | None) -> str:
     """The shell script a restore runs on the host: restic restore of the latest snapshot (the whole mail store,
     smtpd stopped meanwhile, or one mailbox), ownership back to vmail, every full-text index of what was
-    restored dropped and rebuilt, Dovecot's view resynced."""
+    restored dropped and rebuilt, Dovecot's view resynced. A whole host also gets rspamd's Bayes data back
+    (Valkey's snapshot, with Valkey stopped meanwhile) when the snapshot holds it."""
     if address:
         local, domain = split_address(address)
         path = f"{VMAIL}/{domain}/{local}"
@@ -62,6 +64,14 @@ def restore_script(fqdn: str, address: str | None) -> str:
     else:
         path, who = VMAIL, "-A"
     stop = "" if address else "systemctl stop opensmtpd\ntrap 'systemctl start opensmtpd' EXIT\n"
+    bayes = "" if address else f"""if {RESTIC} ls latest --host {fqdn} --tag mailstead '{BAYES_DUMP}' | grep -qx '{BAYES_DUMP}'; then
+  systemctl stop valkey-server
+  {RESTIC} restore latest --host {fqdn} --tag mailstead --target / --include '{BAYES_DUMP}'
+  chown valkey:valkey '{BAYES_DUMP}'
+  systemctl start valkey-server
+  echo restored the Bayes data of rspamd
+fi
+"""
     return f"""set -eu
 {stop}{RESTIC} restore latest --host {fqdn} --tag mailstead --target / --include '{path}'
 find '{path}' -type d -name fts-flatcurve -prune -exec rm -rf {{}} +
@@ -69,7 +79,7 @@ chown -R vmail:vmail '{path}'
 doveadm force-resync {who} '*'
 doveadm index {who} '*'
 echo restored {path} from the latest snapshot of {fqdn}
-"""
+{bayes}"""
 
 
 def _hosts(inventory_file: str, env: str | None, host: str | None) -> list[tuple[str, list[str]]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pyinfra.operations import apt, files
 
 from mailstead import secrets
-from mailstead.backup import BIN, VMAIL, backup_secrets
+from mailstead.backup import BAYES_DUMP, BIN, VMAIL, backup_secrets
 from tasks.common import DAEMON_RELOAD, checked_file, dry_run, enable_and_start, render, run_pending, would_create
 
 TIMER_MARKER = "mailstead-backup-timer"
@@ -43,7 +43,7 @@ def deploy(settings, env, results) -> None:
                      secret=True)
         checked_file(name="backup: SSH key", dest=f"{CONF_DIR}/id_ed25519", content=key, mode="600", secret=True)
     ctx = {"conf_dir": CONF_DIR, "bin_dir": BIN, "fqdn": fqdn, "repository": b.repository_for(fqdn),
-           "paths": PATHS, "schedule": b.schedule, "keep_daily": b.keep_daily, "keep_weekly": b.keep_weekly,
+           "paths": PATHS, "bayes_dump": BAYES_DUMP, "schedule": b.schedule, "keep_daily": b.keep_daily, "keep_weekly": b.keep_weekly,
            "keep_monthly": b.keep_monthly}
     checked_file(name="backup: ssh_config", dest=f"{CONF_DIR}/ssh_config", content=render("backup/ssh_config.j2", **ctx),
                  mode="600", secret=False)

@@ -160,7 +160,7 @@ out = {}
 try:
     socket.create_connection((ARGS["ip"], 143), timeout=5).close()
     out["open"] = True
-except ConnectionRefusedError:
+except (ConnectionRefusedError, TimeoutError):  # refused by the host, or dropped by the firewall
     out["open"] = False
 if out["open"]:
     user, pw = ARGS["user"], ARGS["password"]

@@ -4,7 +4,7 @@ mail.staging.test is wiped back to the pristine Debian 13 base image (`labctl re
 and SSH host keys) and deployed again from the deploy machine alone: it must come back with the same DKIM
 selectors and keys, the same TLS key (the DANE "3 1 1" pin), the users' passwords, DNS that needs no write,
 and — through the backup (restic, the SFTP repository on the infra host) and `restore --host` — the mail it
-held in several folders and the user's Sieve script, with full-text search rebuilt; `check --env staging` is
+held in several folders and the user's Sieve script, with full-text search rebuilt, and rspamd's Bayes data; `check --env staging` is
 green afterwards. The test ends with staging fully deployed again, since test files that run after this one use
 it.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from pathlib import Path
 
 from helpers import (drive, env_host, find_in_maildir, installed_dkim_keys, lab_ca, mailstead_cmd, net_python,
@@ -76,6 +77,14 @@ def _exists(lab, host: str, path: str) -> bool:
     return lab.exec(host, "test", "-e", path, check=False).returncode == 0
 
 
+def _bayes_spam_learned(lab, host: str) -> int:
+    """How many messages rspamd's Bayes learned as spam (`rspamc stat`, statfile BAYES_SPAM)."""
+    out = lab.exec(host, "rspamc", "stat").stdout
+    m = re.search(r"Statfile: BAYES_SPAM\b.*?learned: (\d+)", out)
+    assert m, out
+    return int(m.group(1))
+
+
 def test_rebuilt_staging_host_keeps_its_identity_and_its_mail(lab, deployed, status, mail_hosts, tmp_path):
     from mailstead import dkim
 
@@ -117,6 +126,13 @@ def test_rebuilt_staging_host_keeps_its_identity_and_its_mail(lab, deployed, sta
         assert "Message accepted" in proc.stdout, proc.stdout
     assert find_in_maildir(lab, host, USER, old) and find_in_maildir(lab, host, USER, filed, folder="Filed")
     assert _imap(lab, staging, status, [old]) == {"login": "OK", old: [f"Subject: {old}"]}
+    # rspamd's Bayes data (in Valkey): one more message learned as spam, as a user's move into Junk does
+    learned = _bayes_spam_learned(lab, host)
+    spam = f"From: x@outside.example\nTo: {USER}\nSubject: cheap {token()}\n\n" + " ".join(
+        f"offer{i} {token()} winner prize casino" for i in range(12)) + "\n"
+    lab.exec(host, "rspamc", "learn_spam", input=spam)
+    assert _bayes_spam_learned(lab, host) == learned + 1
+    learned += 1
     run = mailstead_cmd("backup", "now", "--host", host, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     progress = "backed up"
@@ -158,9 +174,11 @@ def test_rebuilt_staging_host_keeps_its_identity_and_its_mail(lab, deployed, sta
 
         # ---- restore from the backup (README): the old mail comes back next to what arrived since, in its
         # folders, with the Sieve script; every full-text index is rebuilt (body search finds old and new)
+        assert _bayes_spam_learned(lab, host) == 0  # a fresh Valkey: Bayes knows nothing yet
         run = mailstead_cmd("restore", "--host", host, timeout=900)
         assert run.returncode == 0, run.stdout + run.stderr
         print(f"restore of {host}: {run.seconds:.1f} s")
+        assert _bayes_spam_learned(lab, host) == learned, "rspamd's Bayes data did not come back"
         assert _imap(lab, staging, status, [old, new]) == {"login": "OK", old: [f"Subject: {old}"],
                                                            new: [f"Subject: {new}"]}
         assert _imap(lab, staging, status, [filed], folder="Filed") == {"login": "OK",

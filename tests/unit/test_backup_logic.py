@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 import stat
 
 import pytest
@@ -58,6 +59,11 @@ def test_restore_script_one_mailbox_or_the_whole_store():
     assert "systemctl stop opensmtpd" not in one
     whole = restore_script("mx1.example.org", None)
     assert "--include '/var/vmail'" in whole and "doveadm index -A" in whole and "systemctl stop opensmtpd" in whole
+    # a whole host gets rspamd's Bayes data back (Valkey stopped meanwhile); one mailbox leaves it alone
+    assert "--include '/var/lib/valkey/dump.rdb'" in whole and "systemctl stop valkey-server" in whole
+    assert "valkey" not in one
+    for script in (one, whole):
+        assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0, script
 
 
 def test_status_line_ages():
