@@ -13,7 +13,8 @@ import sys
 from typing import Any
 
 from mailstead import secrets
-from mailstead.check.findings import PROBLEM, Context, Finding, Target, render, run_checks
+from mailstead.check.findings import PROBLEM, Context, Finding, Target, render
+from mailstead.check.run import run_checks
 from mailstead.check.hostcheck import ssh_argv
 
 
