@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
 from pathlib import Path
 
 from helpers import (drive, env_host, find_in_maildir, installed_dkim_keys, lab_ca, mailstead_cmd, net_python,
@@ -77,12 +78,18 @@ def _exists(lab, host: str, path: str) -> bool:
     return lab.exec(host, "test", "-e", path, check=False).returncode == 0
 
 
-def _bayes_spam_learned(lab, host: str) -> int:
-    """How many messages rspamd's Bayes learned as spam (`rspamc stat`, statfile BAYES_SPAM)."""
-    out = lab.exec(host, "rspamc", "stat").stdout
-    m = re.search(r"Statfile: BAYES_SPAM\b.*?learned: (\d+)", out)
-    assert m, out
-    return int(m.group(1))
+def _bayes_spam_learned(lab, host: str, want: int | None = None, timeout: float = 120) -> int:
+    """How many messages rspamd's Bayes learned as spam (`rspamc stat`, statfile BAYES_SPAM: the count kept in
+    Valkey, which rspamd re-reads every few seconds); with ``want``, waits up to ``timeout`` for that count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = lab.exec(host, "rspamc", "stat", check=False).stdout
+        m = re.search(r"Statfile: BAYES_SPAM\b.*?learned: (\d+)", out)
+        count = int(m.group(1)) if m else None
+        if want is None and count is not None or count == want or time.monotonic() > deadline:
+            assert count is not None, out
+            return count
+        time.sleep(2)
 
 
 def test_rebuilt_staging_host_keeps_its_identity_and_its_mail(lab, deployed, status, mail_hosts, tmp_path):
@@ -128,11 +135,12 @@ def test_rebuilt_staging_host_keeps_its_identity_and_its_mail(lab, deployed, sta
     assert _imap(lab, staging, status, [old]) == {"login": "OK", old: [f"Subject: {old}"]}
     # rspamd's Bayes data (in Valkey): one more message learned as spam, as a user's move into Junk does
     learned = _bayes_spam_learned(lab, host)
-    spam = f"From: x@outside.example\nTo: {USER}\nSubject: cheap {token()}\n\n" + " ".join(
+    t = token()  # a Message-ID of its own: rspamd learns a message id once
+    spam = f"From: x@outside.example\nTo: {USER}\nMessage-ID: <{t}@outside.example>\nSubject: cheap {t}\n\n" + " ".join(
         f"offer{i} {token()} winner prize casino" for i in range(12)) + "\n"
     lab.exec(host, "rspamc", "learn_spam", input=spam)
-    assert _bayes_spam_learned(lab, host) == learned + 1
     learned += 1
+    assert _bayes_spam_learned(lab, host, want=learned) == learned
     run = mailstead_cmd("backup", "now", "--host", host, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     progress = "backed up"
@@ -174,11 +182,11 @@ def test_rebuilt_staging_host_keeps_its_identity_and_its_mail(lab, deployed, sta
 
         # ---- restore from the backup (README): the old mail comes back next to what arrived since, in its
         # folders, with the Sieve script; every full-text index is rebuilt (body search finds old and new)
-        assert _bayes_spam_learned(lab, host) == 0  # a fresh Valkey: Bayes knows nothing yet
+        assert _bayes_spam_learned(lab, host, want=0, timeout=30) == 0  # a fresh Valkey: Bayes knows nothing yet
         run = mailstead_cmd("restore", "--host", host, timeout=900)
         assert run.returncode == 0, run.stdout + run.stderr
         print(f"restore of {host}: {run.seconds:.1f} s")
-        assert _bayes_spam_learned(lab, host) == learned, "rspamd's Bayes data did not come back"
+        assert _bayes_spam_learned(lab, host, want=learned) == learned, "rspamd's Bayes data did not come back"
         assert _imap(lab, staging, status, [old, new]) == {"login": "OK", old: [f"Subject: {old}"],
                                                            new: [f"Subject: {new}"]}
         assert _imap(lab, staging, status, [filed], folder="Filed") == {"login": "OK",
