@@ -190,7 +190,7 @@ def test_a_host_without_its_acme_files_gets_the_same_account_and_key_back(lab, d
     spki_before = lab.exec(host, "sh", "-c", spki).stdout
     lab.exec(host, "sh", "-c", "systemctl stop mailstead-acme.timer && journalctl --rotate -q && "
              "journalctl --vacuum-time=1s -q; rm -rf /var/lib/mailstead/acme /etc/mailstead/acme.json "
-             "/usr/local/lib/mailstead /etc/mailstead/tls/fullchain.pem /etc/mailstead/tls/privkey.pem")
+             "/usr/local/lib/mailstead/mailstead /etc/mailstead/tls/fullchain.pem /etc/mailstead/tls/privkey.pem")
 
     run = run_deploy("--limit", "production")
     assert run.returncode == 0, run.stderr[-4000:]
