@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "lab"))
 
 from lablib import Lab  # noqa: E402
-from mail_throughput import measure  # noqa: E402
+from mail_throughput import measure, staging_target  # noqa: E402
 
 CONF = "/etc/opensmtpd/smtpd.conf"
 SAVED = "/var/lib/mailstead/smtpd.conf.bench-saved"
@@ -36,10 +36,7 @@ def main() -> int:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     conns = int(sys.argv[2]) if len(sys.argv) > 2 else 4
     lab = Lab()
-    st = lab.status()
-    host = next(h for h in st["hosts"] if "mailservers" in h["roles"] and h["environment"] == "staging")
-    rcpt = next(u["address"] for d in st["domains"] if d["domain"] == "staging.test" for u in d["users"]
-                if u["address"].startswith("bob@"))
+    host, rcpt = staging_target(lab.status())
     name = host["name"]
     results = []
     r = measure(lab, host, rcpt, count, conns)

@@ -84,14 +84,19 @@ def measure(lab, host: dict, rcpt: str, count: int, conns: int) -> dict | None:
     return {"accept_s": sent["accepted_at"] - sent["start"], "total_s": done - sent["start"], "token": token}
 
 
+def staging_target(st: dict) -> tuple[dict, str]:
+    """The staging mail host of the lab's status and the address mail goes to (bob@staging.test)."""
+    host = next(h for h in st["hosts"] if "mailservers" in h["roles"] and h["environment"] == "staging")
+    rcpt = next(u["address"] for d in st["domains"] if d["domain"] == "staging.test" for u in d["users"]
+                if u["address"].startswith("bob@"))
+    return host, rcpt
+
+
 def main() -> int:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     conns = int(sys.argv[2]) if len(sys.argv) > 2 else 4
     lab = Lab()
-    st = lab.status()
-    host = next(h for h in st["hosts"] if "mailservers" in h["roles"] and h["environment"] == "staging")
-    rcpt = next(u["address"] for d in st["domains"] if d["domain"] == "staging.test" for u in d["users"]
-                if u["address"].startswith("bob@"))
+    host, rcpt = staging_target(lab.status())
     r = measure(lab, host, rcpt, count, conns)
     if r is None:
         return 1

@@ -52,6 +52,11 @@ def failed(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.status == PROBLEM]
 
 
+def failed_names(findings: list[Finding]) -> str:
+    """The failed checks as "check subject, ...", for the line that says why the rollout stopped."""
+    return ", ".join(f"{f.check} {f.subject}" for f in failed(findings))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mailstead rollout", description=__doc__.split("\n\n")[1])
     p.add_argument("--inventory", default="inventory.py", metavar="FILE")
@@ -86,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     findings = gate(inventory, args.staging, round_trip_too=True, ca_files=args.ca_file)
     say(render(findings))
     if failed(findings):
-        names = ", ".join(f"{f.check} {f.subject}" for f in failed(findings))
-        say(f"rollout: STOPPED: {args.staging} failed its checks ({names}); {args.production} was not touched")
+        say(f"rollout: STOPPED: {args.staging} failed its checks ({failed_names(findings)}); "
+            f"{args.production} was not touched")
         return 1
     say(f"rollout: {args.staging} is green; deploying {args.production}")
     if deploy(args.inventory, args.production) != 0:
@@ -96,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     findings = check_environment(inventory, args.production, ca_files=args.ca_file)
     say(render(findings))
     if failed(findings):
-        names = ", ".join(f"{f.check} {f.subject}" for f in failed(findings))
-        say(f"rollout: {args.production} was deployed but fails its checks: {names}")
+        say(f"rollout: {args.production} was deployed but fails its checks: {failed_names(findings)}")
         return 1
     say(f"rollout: done in {time.monotonic() - start:.0f} s: {args.staging} and {args.production} are green")
     return 0
