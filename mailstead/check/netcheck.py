@@ -170,7 +170,7 @@ def open_relay(ctx: Context, t: Target) -> Iterable[Finding]:
 def trap(ctx: Context, t: Target) -> Iterable[Finding]:
     """What a spamtrap does with mail for one of our addresses: 'first' (MX 10) must refuse it (connection
     refused or 5xx), 'last' (MX 30) must answer 4xx so that real senders retry the real host; a trap that
-    accepts mail is a problem. Until the spamtrap stage exists both refuse connections: a warning for 'last'."""
+    accepts mail is a problem; any other answer is a warning."""
     rcpt = f"postmaster@{ctx.env.primary_domain}"
     stage, code, text = _smtp_probe(ctx, t, rcpt)
     pos = t.settings.spamtrap_position
@@ -183,9 +183,6 @@ def trap(ctx: Context, t: Target) -> Iterable[Finding]:
         yield ok("trap", subject, f"{seen} (trap-first refuses, as it should)")
     elif pos == "last" and 400 <= code < 500:
         yield ok("trap", subject, f"{seen} (trap-last defers, as it should)")
-    elif pos == "last" and code == 0:
-        yield warning("trap", subject, f"{seen}; trap-last should answer 4xx",
-                      "the spamtrap stage is not built in this version: nothing to do yet")
     else:
         yield warning("trap", subject, f"{seen}; expected {'refusal' if pos == 'first' else '4xx'}",
                       "deploy the trap again and check its smtpd")
