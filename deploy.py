@@ -33,7 +33,10 @@ from tasks import (
     trapfeed,
     unbound,
 )
+from tasks import factcache
 from tasks.common import Results
+
+factcache.install()  # facts read once while nothing changes, planned ones in one command (tasks/factcache.py)
 
 settings = from_host(host)
 env = environments(inventory)[settings.environment]

@@ -45,11 +45,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host, logger, state
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.output import format_text
-from pyinfra.facts.files import File, FileContents, Sha1File
+from pyinfra.facts.files import Directory, File, FileContents, Sha1File
+from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 from pyinfra.operations import systemd
 from pyinfra.operations.util.files import generate_color_diff
 
 from mailstead import PROJECT_DIR
+from tasks.factcache import plan
 
 FILES_DIR = PROJECT_DIR / "files"
 
@@ -211,8 +213,21 @@ def _escalated() -> bool:
 # ----------------------------------------------------------------------------- operations
 
 
+def checked_file(dest: str, **kwargs):
+    """Install ``dest`` validated first (``_checked_file`` below: the operation and its arguments). This call,
+    made while the deploy file runs, announces the facts the operation's body will read (the file's stat and
+    SHA-1, its directory, the pending markers), so that a run reads those of all its files in one command
+    (tasks/factcache.py)."""
+    plan(host, File, path=dest)
+    plan(host, Sha1File, path=dest)
+    plan(host, Directory, path=str(PurePosixPath(dest).parent))
+    if kwargs.get("restarts"):
+        plan(host, PendingMarkers)
+    return _checked_file(dest=dest, **kwargs)
+
+
 @operation()
-def checked_file(
+def _checked_file(
     dest: str,
     src: str | None = None,
     context: dict | None = None,
@@ -294,6 +309,9 @@ def checked_file(
     yield _write_markers(markers) + f"mv -f {q_staged} {q_dest}"
 
 
+checked_file._inner = _checked_file._inner  # the operation's body (tests/unit run it without pyinfra)
+
+
 def _log_content_diff(dest: str, data: bytes, exists: bool, secret: bool) -> None:
     """With ``pyinfra --diff``: what checked_file is about to write, the way files.put shows it (pyinfra's
     own ``generate_color_diff`` against the live file read with the ``FileContents`` fact). A secret file
@@ -334,8 +352,14 @@ def _log_owner_mode_diff(current: dict, user: str, group: str, want_mode: str) -
         logger.info("chown %s:%s", format_text(user, "green"), format_text(group, "green"))
 
 
+def absent_file(path: str, **kwargs):
+    """Remove ``path`` (``_absent_file`` below); announces the fact its body reads (tasks/factcache.py)."""
+    plan(host, _PathExists, path=path)
+    return _absent_file(path=path, **kwargs)
+
+
 @operation()
-def absent_file(path: str, restarts: str | Sequence[str] | None = None):
+def _absent_file(path: str, restarts: str | Sequence[str] | None = None):
     """Remove ``path`` (a file or a symlink); with ``restarts``, write those pending markers in the same
     command, before the removal. No change when the path does not exist."""
     markers = _markers(restarts)
@@ -343,6 +367,9 @@ def absent_file(path: str, restarts: str | Sequence[str] | None = None):
         host.noop(f"{path} does not exist")
         return
     yield _write_markers(markers) + f"rm -f {shlex.quote(path)}"
+
+
+absent_file._inner = _absent_file._inner
 
 
 @operation()
@@ -409,6 +436,9 @@ def restart_if(service: str, *ops, reload: bool = False, clears: Sequence[str] =
 
 def enable_and_start(service: str):
     """Make sure ``service`` is enabled and running (no change when it already is)."""
+    unit = service if "." in service else f"{service}.service"  # as systemd.service names it
+    for fact in (SystemdStatus, SystemdEnabled):
+        plan(host, fact, user_mode=False, machine=None, user_name=None, services=[unit])
     return systemd.service(
         name=f"Enable and start {service}",
         service=service,
