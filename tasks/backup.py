@@ -14,12 +14,12 @@ the deploy: the repository host may still have to authorize the key (secrets_dir
 
 from __future__ import annotations
 
-from pyinfra.operations import apt, files
+from pyinfra.operations import apt
 
 from mailstead import secrets
 from mailstead.backup import BAYES_DUMP, BIN, VMAIL, backup_secrets
-from tasks.common import DAEMON_RELOAD, checked_file, dry_run, enable_and_start, render, run_pending, would_create
-
+from tasks.common import (DAEMON_RELOAD, checked_file, dry_run, enable_and_start, ensure_directory, render, run_pending,
+                          would_create)
 TIMER_MARKER = "mailstead-backup-timer"
 CONF_DIR = "/etc/mailstead/backup"
 PATHS = (VMAIL, "/var/spool/smtpd")
@@ -31,8 +31,8 @@ def deploy(settings, env, results) -> None:
         return
     fqdn = str(settings.fqdn)
     apt.packages(name="restic", packages=["restic"])
-    files.directory(name=f"backup: {CONF_DIR}", path=CONF_DIR, user="root", group="root", mode="700")
-    files.directory(name="backup: restic cache", path="/var/cache/restic", user="root", group="root", mode="700")
+    ensure_directory(name=f"backup: {CONF_DIR}", path=CONF_DIR, user="root", group="root", mode="700")
+    ensure_directory(name="backup: restic cache", path="/var/cache/restic", user="root", group="root", mode="700")
     made = backup_secrets(env.secrets_dir, fqdn, create=not dry_run())
     if made is None:
         would_create(f"the backup password and SSH key of {fqdn} in "

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from pyinfra import host, state
 from pyinfra.api import FactBase
+from pyinfra.facts.server import Sysctl
 from pyinfra.operations import apt, files, server
 
-from tasks.common import (DAEMON_RELOAD, STAGING_DIR, absent_file, checked_file, enable_and_start, render, restart_if,
-                          run_pending)
+from tasks.common import (DAEMON_RELOAD, STAGING_DIR, absent_file, checked_file, enable_and_start, ensure_directory,
+                          render, restart_if, run_pending)
+from tasks.factcache import plan
 
 BASE_PACKAGES = [
     "ca-certificates",
@@ -192,7 +194,7 @@ def _chrony(settings) -> None:
         dropin = absent_file(name="chrony sets the clock (no container drop-in)", path=dropin_path,
                              restarts=[DAEMON_RELOAD, "chrony"])
     else:
-        files.directory(name="chrony drop-in directory", path="/etc/systemd/system/chrony.service.d")
+        ensure_directory(name="chrony drop-in directory", path="/etc/systemd/system/chrony.service.d")
         dropin = checked_file(
             name="chrony in a container: never set the clock",
             dest=dropin_path,
@@ -232,6 +234,7 @@ def _chrony(settings) -> None:
 
 def _sysctl() -> None:
     for key, value in NET_SYSCTLS.items():
+        plan(host, Sysctl, keys=[key])  # read with the other planned facts (tasks/factcache.py)
         server.sysctl(
             name=f"sysctl {key}",
             key=key,

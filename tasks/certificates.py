@@ -29,14 +29,14 @@ from importlib import resources
 from pyinfra import host
 from pyinfra.api import FactBase
 from pyinfra.facts.files import File
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import apt, server, systemd
 
 from mailstead import acme_keys
 from mailstead.acme.renewal import cert_names
 from mailstead.dns.providers import read_secret
 from mailstead.secrets import project_path
-from tasks.common import (DAEMON_RELOAD, absent_file, checked_file, dry_run, mark_pending, run_pending,
-                          would_create)
+from tasks.common import (DAEMON_RELOAD, absent_file, checked_file, dry_run, ensure_directory, mark_pending,
+                          run_pending, would_create)
 from tasks.tls import CERT_PATH, CERT_USERS, KEY_PATH, TLS_GROUP
 
 LIB_DIR = "/usr/local/lib/mailstead"
@@ -139,7 +139,7 @@ def deploy(settings, env, results) -> None:
     dirs = sorted({f"{LIB_DIR}/{rel}".rsplit("/", 1)[0] for rel in client_files})
     for d, mode in ((STATE_DIR, "700"), (WEBROOT, "755"), (f"{WEBROOT}/.well-known", "755"),
                     (f"{WEBROOT}/.well-known/acme-challenge", "755"), (LIB_DIR, "755"), *((d, "755") for d in dirs)):
-        files.directory(name=f"ACME: {d}", path=d, user="root", group="root", mode=mode)
+        ensure_directory(name=f"ACME: {d}", path=d, user="root", group="root", mode=mode)
     for rel, data in client_files.items():
         checked_file(name=f"ACME client: {LIB_DIR}/{rel}", dest=f"{LIB_DIR}/{rel}", content=data, mode="644",
                      secret=False)

@@ -47,7 +47,7 @@ from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.api.output import format_text
 from pyinfra.facts.files import Directory, File, FileContents, Sha1File
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
-from pyinfra.operations import systemd
+from pyinfra.operations import files, systemd
 from pyinfra.operations.util.files import generate_color_diff
 
 from mailstead import PROJECT_DIR
@@ -432,6 +432,20 @@ def restart_if(service: str, *ops, reload: bool = False, clears: Sequence[str] =
         clears=tuple(clears),
         **kwargs,
     )
+
+
+def put_file(dest: str, **kwargs):
+    """pyinfra's ``files.put`` (a file that needs no check: a helper program, a unit), announcing the facts it
+    reads (tasks/factcache.py)."""
+    for fact in (File, Sha1File, Directory):
+        plan(host, fact, path=dest)
+    return files.put(dest=dest, **kwargs)
+
+
+def ensure_directory(path: str, **kwargs):
+    """pyinfra's ``files.directory``, announcing the fact it reads (tasks/factcache.py)."""
+    plan(host, Directory, path=path)
+    return files.directory(path=path, **kwargs)
 
 
 def enable_and_start(service: str):

@@ -23,7 +23,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
 
 from mailstead import dkim, secrets
-from tasks.common import checked_file, dry_run, would_create
+from tasks.common import checked_file, dry_run, ensure_directory, would_create
 
 KEY_DIR = "/etc/mailstead/dkim"
 
@@ -49,8 +49,8 @@ def deploy(settings, env, results) -> None:
     group = GROUP
     ops = [
         server.group(name=f"DKIM: the signer's group {GROUP}", group=GROUP, system=True),
-        files.directory(name="DKIM: /etc/mailstead", path="/etc/mailstead", user="root", group="root", mode="755"),
-        files.directory(name=f"DKIM: {KEY_DIR} (0750, group {group})", path=KEY_DIR, user="root", group=group,
+        ensure_directory(name="DKIM: /etc/mailstead", path="/etc/mailstead", user="root", group="root", mode="755"),
+        ensure_directory(name=f"DKIM: {KEY_DIR} (0750, group {group})", path=KEY_DIR, user="root", group=group,
                         mode="750"),
     ]
     dry = dry_run()

@@ -17,11 +17,11 @@ from __future__ import annotations
 import shlex
 from pathlib import PurePosixPath
 
-from pyinfra.operations import apt, files
+from pyinfra.operations import apt
 
 from tasks import tls
 from tasks.mailusers import VMAIL_DIR, VMAIL_USER, smtpd_users
-from tasks.common import FILES_DIR, checked_file, enable_and_start, render, restart_if, run_pending
+from tasks.common import FILES_DIR, checked_file, enable_and_start, ensure_directory, render, restart_if, run_pending
 
 PACKAGES = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve", "dovecot-managesieved",
             "dovecot-flatcurve"]
@@ -75,7 +75,7 @@ def _sieve_scripts(scripts: dict) -> list:
     installed, and compiled next to the script (the binary Dovecot loads; its processes cannot write there)."""
     ops = []
     for directory in sorted({str(PurePosixPath(p).parent) for p in scripts}):
-        files.directory(name=f"Sieve scripts directory {directory}", path=directory, user="root", group="root",
+        ensure_directory(name=f"Sieve scripts directory {directory}", path=directory, user="root", group="root",
                         mode="755")
     for path, source in sorted(scripts.items()):
         ops.append(checked_file(name=f"Sieve script {path} (checked with sievec)", dest=path, content=source,

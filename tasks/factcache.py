@@ -42,6 +42,7 @@ _PLAN = "_mailstead_fact_plan"
 _READING = "_mailstead_reading_fact"
 _MARK = "@@mailstead-fact"
 _MISSING = "@@mailstead-missing-command"
+_BATCH_BYTES = 16000
 _original: dict[str, Any] = {}
 
 
@@ -126,20 +127,32 @@ def _fetch_planned(host: Host, wanted: tuple, wanted_kwargs: dict) -> None:
         parts.append(f"echo {_MARK}; ( {command} ); echo \"{_MARK} $?\"")
         entries.append((key, fact))
     _plan(host).clear()
-    if not parts:
-        return
     _, global_kwargs = _handle_fact_kwargs(host.state, host, wanted[0], [], {})
     executor = {k: v for k, v in global_kwargs.items() if k in CONNECTOR_ARGUMENT_KEYS}
+    kept = 0
+    while parts:
+        # a few commands of at most ~16 kB each (one of ~70 kB stalled the SSH session)
+        size, count = 0, 0
+        while count < len(parts) and (count == 0 or size + len(parts[count]) < _BATCH_BYTES):
+            size += len(parts[count]) + 2
+            count += 1
+        kept += _run_batch(host, executor, entries[:count], "; ".join(parts[:count]), memo)
+        entries, parts = entries[count:], parts[count:]
+    logger.debug("%s%d planned facts read in one go", host.print_prefix, kept)
+
+
+def _run_batch(host: Host, executor: dict, entries: list, command: str, memo: dict) -> int:
+    """Run one batch command and keep the facts it read successfully; returns how many it kept."""
     setattr(host, _READING, True)
     try:
-        status, output = host.run_shell_command(StringCommand("; ".join(parts)), **executor)
+        status, output = host.run_shell_command(StringCommand(command), **executor)
     except Exception as e:  # noqa: BLE001 - the operations read their facts one by one then
         logger.debug("%sbatched facts failed: %s", host.print_prefix, e)
-        return
+        return 0
     finally:
         setattr(host, _READING, False)
     if not status:
-        return
+        return 0
     sections: list[list[str]] = []
     for line in output.stdout_lines:
         if line == _MARK:
@@ -158,7 +171,7 @@ def _fetch_planned(host: Host, wanted: tuple, wanted_kwargs: dict) -> None:
         except Exception:  # noqa: BLE001 - same: read normally
             continue
         kept += 1
-    logger.debug("%s%d of %d planned facts read in one command", host.print_prefix, kept, len(entries))
+    return kept
 
 
 def _raw(command) -> str | None:

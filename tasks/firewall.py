@@ -22,10 +22,10 @@ from io import BytesIO
 
 from pyinfra import host
 from pyinfra.facts.server import Command
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import apt, server
 
-from tasks.common import (DAEMON_RELOAD, absent_file, checked_file, enable_and_start, mark_pending, render,
-                          restart_if, run_pending)
+from tasks.common import (DAEMON_RELOAD, absent_file, checked_file, enable_and_start, ensure_directory, mark_pending,
+                          put_file, render, restart_if, run_pending)
 
 PACKAGES = ["nftables"]
 RULESET = "/etc/mailstead/firewall.nft"
@@ -67,8 +67,8 @@ def deploy(settings, env, results) -> None:
         _remove()
         return
     packages = apt.packages(name="nftables", packages=PACKAGES, no_recommends=True)
-    files.directory(name="/etc/mailstead", path="/etc/mailstead", user="root", group="root", mode="755")
-    unit_op = files.put(name=f"{SERVICE}.service", src=BytesIO(unit().encode()), dest=UNIT, mode="644")
+    ensure_directory(name="/etc/mailstead", path="/etc/mailstead", user="root", group="root", mode="755")
+    unit_op = put_file(name=f"{SERVICE}.service", src=BytesIO(unit().encode()), dest=UNIT, mode="644")
     mark_pending([DAEMON_RELOAD, SERVICE], ops=(unit_op,), name="The firewall unit changed")
     run_pending(name="systemd daemon-reload (firewall unit)", marker=DAEMON_RELOAD,
                 command="systemctl daemon-reload", ops=(unit_op,))

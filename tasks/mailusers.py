@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.facts.server import Command
-from pyinfra.operations import files, server
+from pyinfra.operations import server
+
+from tasks.common import ensure_directory
 
 VMAIL_USER = "vmail"
 VMAIL_DIR = "/var/vmail"
@@ -66,5 +68,5 @@ def deploy(settings, env, results) -> None:
         server.group(name="virtual mail group", group=VMAIL_USER, system=True)
         server.user(name="virtual mail user", user=VMAIL_USER, system=True, group=VMAIL_USER, home=VMAIL_DIR,
                     shell="/usr/sbin/nologin", ensure_home=False)
-    files.directory(name="virtual mail directory", path=VMAIL_DIR, user=VMAIL_USER, group=VMAIL_USER,
+    ensure_directory(name="virtual mail directory", path=VMAIL_DIR, user=VMAIL_USER, group=VMAIL_USER,
                     mode="750")

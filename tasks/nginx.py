@@ -15,11 +15,11 @@ replaces the live one, then nginx is reloaded. A replaced certificate also reloa
 
 from __future__ import annotations
 
-from pyinfra.operations import apt, files
+from pyinfra.operations import apt
 
 from mailstead.dns.records import mta_sts_policy
 from tasks.certificates import WEBROOT as ACME_WEBROOT
-from tasks.common import absent_file, checked_file, enable_and_start, restart_if
+from tasks.common import absent_file, checked_file, enable_and_start, ensure_directory, restart_if
 from tasks.tls import CERT_PATH, KEY_PATH
 
 CONF = "/etc/nginx/conf.d/mailstead.conf"
@@ -46,11 +46,11 @@ def deploy(settings, env, results) -> None:
                                restarts="nginx")
     ops = [
         default_site,
-        files.directory(name=f"nginx: {WEBROOT}", path=WEBROOT, user="root", group="root", mode="755"),
+        ensure_directory(name=f"nginx: {WEBROOT}", path=WEBROOT, user="root", group="root", mode="755"),
     ]
     for d in env.domains:
         for sub in (".well-known", "mail"):
-            files.directory(name=f"nginx: {WEBROOT}/{d}/{sub}", path=f"{WEBROOT}/{d}/{sub}", user="root",
+            ensure_directory(name=f"nginx: {WEBROOT}/{d}/{sub}", path=f"{WEBROOT}/{d}/{sub}", user="root",
                             group="root", mode="755")
         ops.append(checked_file(name=f"nginx: MTA-STS policy of {d}", dest=f"{WEBROOT}/{d}/.well-known/mta-sts.txt",
                                 content=mta_sts_policy(env), mode="644", secret=False))

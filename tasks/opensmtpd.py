@@ -38,19 +38,8 @@ from mailstead import secrets, tarballs
 
 from mailstead import secrets
 from tasks import tls
-from tasks.common import (
-    DAEMON_RELOAD,
-    FILES_DIR,
-    absent_file,
-    checked_file,
-    dry_run,
-    enable_and_start,
-    mark_pending,
-    render,
-    restart_if,
-    run_pending,
-    would_create,
-)
+from tasks.common import (DAEMON_RELOAD, FILES_DIR, absent_file, checked_file, dry_run, enable_and_start,
+                          ensure_directory, mark_pending, put_file, render, restart_if, run_pending, would_create)
 from tasks.mailusers import VMAIL_USER, smtpd_users
 
 PREFIX = "/opt/opensmtpd"
@@ -298,8 +287,8 @@ def _install_source(settings, env, lay: Layout) -> list:
                      no_recommends=True)
     apt.packages(name="Debian's opensmtpd package is not used with a source build",
                  packages=["opensmtpd"], present=False)
-    files.directory(name="/var/empty (smtpd chroot)", path="/var/empty", user="root", group="root", mode="755")
-    files.put(name="OpenSMTPD build script", src=str(FILES_DIR / "opensmtpd/build-opensmtpd.sh"),
+    ensure_directory(name="/var/empty (smtpd chroot)", path="/var/empty", user="root", group="root", mode="755")
+    put_file(name="OpenSMTPD build script", src=str(FILES_DIR / "opensmtpd/build-opensmtpd.sh"),
                        dest=BUILD_SCRIPT, mode="755", user="root", group="root")
     want = build_stamp(settings)
     have = host.get_fact(FileContents, path=STAMP)
@@ -308,7 +297,7 @@ def _install_source(settings, env, lay: Layout) -> list:
         sha = o.sha256 or ""
         kept = None if o.signify_pubkey else tarballs.find(env.secrets_dir, o.version, o.sha256)
         if kept:  # verified before, kept on the deploy machine: the host builds it without fetching
-            files.directory(name="OpenSMTPD tarball cache", path=TARBALL_DIR, user="root", group="root", mode="755")
+            ensure_directory(name="OpenSMTPD tarball cache", path=TARBALL_DIR, user="root", group="root", mode="755")
             server.shell(name=f"OpenSMTPD {o.version} tarball from the deploy machine (sha256 {kept[1][:12]}...)",
                          commands=upload_commands(kept[0], kept[1], f"{TARBALL_DIR}/opensmtpd-{o.version}.tar.gz"))
             sha = kept[1]
@@ -328,7 +317,7 @@ def _install_source(settings, env, lay: Layout) -> list:
     else:
         host.noop(f"OpenSMTPD {o.version} already built with these options")
     ops += _helpers(lay)
-    ops.append(files.put(name="opensmtpd.service", src=_unit(settings, lay),
+    ops.append(put_file(name="opensmtpd.service", src=_unit(settings, lay),
                          dest="/etc/systemd/system/opensmtpd.service", mode="644"))
     return ops
 
@@ -342,16 +331,16 @@ def _install_package(settings, lay: Layout) -> list:
     ops = [files.file(name="no mailstead-built opensmtpd unit with the package",
                       path="/etc/systemd/system/opensmtpd.service", present=False)]
     ops.append(apt.packages(name="Debian's opensmtpd", packages=["opensmtpd", "python3"], no_recommends=True))
-    files.directory(name="opensmtpd unit drop-in directory", path="/etc/systemd/system/opensmtpd.service.d",
+    ensure_directory(name="opensmtpd unit drop-in directory", path="/etc/systemd/system/opensmtpd.service.d",
                     mode="755")
-    ops.append(files.put(name="opensmtpd unit: check the config before start",
+    ops.append(put_file(name="opensmtpd unit: check the config before start",
                          src=BytesIO(f"[Service]\nExecStartPre={lay.smtpd} -n -f {lay.config}\n".encode()),
                          dest=PACKAGE_DROPIN, mode="644"))
     return ops + _helpers(lay)
 
 
 def _helpers(lay: Layout) -> list:
-    return [files.put(name=f"{name} ({what})", src=str(FILES_DIR / "opensmtpd" / name),
+    return [put_file(name=f"{name} ({what})", src=str(FILES_DIR / "opensmtpd" / name),
                       dest=f"{lay.libexec}/{name}", mode="755", user="root", group="root")
             for name, what in HELPERS.items()]
 
@@ -386,7 +375,7 @@ def deploy(settings, env, results) -> None:
                 command="systemctl daemon-reload", ops=install_ops)
     install_ops += _adopt_queue(lay)
 
-    files.directory(name="smtpd tables directory", path=TABLES_DIR, user="root", group="root", mode="755")
+    ensure_directory(name="smtpd tables directory", path=TABLES_DIR, user="root", group="root", mode="755")
     table_ops = []
     for name, content in tables(settings, env).items():
         table_ops.append(checked_file(name=f"smtpd table {name}", dest=f"{TABLES_DIR}/{name}", content=content,

@@ -29,19 +29,8 @@ from pyinfra.operations import apt, files
 
 from mailstead import secrets, spamtrap
 from tasks import dkim
-from tasks.common import (
-    FILES_DIR,
-    STATE_DIR,
-    absent_file,
-    checked_file,
-    dry_run,
-    enable_and_start,
-    mark_pending,
-    render,
-    restart_if,
-    run_pending,
-    would_create,
-)
+from tasks.common import (FILES_DIR, STATE_DIR, absent_file, checked_file, dry_run, enable_and_start, ensure_directory,
+                          mark_pending, put_file, render, restart_if, run_pending, would_create)
 from tasks.opensmtpd import SmtpdFilter
 
 PACKAGES = ["rspamd", "valkey-server", "opensmtpd-filter-rspamd"]
@@ -128,13 +117,13 @@ def deploy(settings, env, results) -> None:
     packages = apt.packages(name="rspamd, Valkey, filter-rspamd", packages=PACKAGES, no_recommends=True)
     mark_pending("rspamd", ops=[packages], name="rspamd must restart after its install changed")
     helpers = [
-        files.put(name=f"rspamd helper {name}", src=str(FILES_DIR / "rspamd" / name), dest=f"{HELPER_DIR}/{name}",
+        put_file(name=f"rspamd helper {name}", src=str(FILES_DIR / "rspamd" / name), dest=f"{HELPER_DIR}/{name}",
                   mode=mode, user="root", group="root")
         for name, mode in (("rspamd-configtest", "755"), ("rspamd-controller-hash", "755"), ("rspamd-pw.lua", "644"))
     ]
     enable_and_start("valkey-server")
     # rspamd (_rspamd) reads the map: /var/lib/mailstead must be traversable (its staging/ and pending/ stay 0700)
-    files.directory(name=f"{STATE_DIR} traversable for rspamd", path=STATE_DIR, user="root", group="root",
+    ensure_directory(name=f"{STATE_DIR} traversable for rspamd", path=STATE_DIR, user="root", group="root",
                     mode="755")
     files.file(name="spamtrap sources map (kept when it exists)", path=SPAMTRAP_MAP, present=True, user="root",
                group="root", mode="644", touch=False)
@@ -152,7 +141,7 @@ def deploy(settings, env, results) -> None:
             confs.append(absent_file(name=f"rspamd: remove {path} (no longer in rspamd.local_config)", path=path,
                                      restarts="rspamd"))
 
-    files.directory(name="/etc/mailstead/rspamd", path="/etc/mailstead/rspamd", user="root", group="root",
+    ensure_directory(name="/etc/mailstead/rspamd", path="/etc/mailstead/rspamd", user="root", group="root",
                     mode="700")
     password = controller_password(env.secrets_dir)
     pw_ops = []
@@ -169,8 +158,8 @@ def deploy(settings, env, results) -> None:
     restart_if("rspamd", *results.dkim_changed, reload=True, marker="rspamd-dkim",
                name="Reload rspamd after a DKIM key change", _if=lambda: not restart.did_change())
 
-    files.directory(name="IMAPSieve pipe programs directory", path=PIPE_DIR, user="root", group="root", mode="755")
-    files.put(name="IMAPSieve pipe program rspamd-learn", src=str(FILES_DIR / "rspamd" / "rspamd-learn"),
+    ensure_directory(name="IMAPSieve pipe programs directory", path=PIPE_DIR, user="root", group="root", mode="755")
+    put_file(name="IMAPSieve pipe program rspamd-learn", src=str(FILES_DIR / "rspamd" / "rspamd-learn"),
               dest=f"{PIPE_DIR}/rspamd-learn", mode="755", user="root", group="root")
     hand_on(results)
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import apt, server
 
 from mailstead.spamtrap import SOURCES_FILE, feed_key
-from tasks.common import (FILES_DIR, STATE_DIR, checked_file, dry_run, enable_and_start, mark_pending, render, restart_if,
-                          systemd_units, would_create)
+from tasks.common import (FILES_DIR, STATE_DIR, checked_file, dry_run, enable_and_start, ensure_directory, mark_pending,
+                          put_file, render, restart_if, systemd_units, would_create)
 
 LIB_DIR = "/usr/local/lib/mailstead"
 FILTER = f"{LIB_DIR}/filter-spamtrap"
@@ -73,14 +73,14 @@ def deploy(settings, env, results) -> None:
     adds port 25 to ``results.open_ports``. The firewall stage runs after this one."""
     first = settings.spamtrap_position == "first"
     apt.packages(name="python3 (spamtrap collector)", packages=["python3", "nftables"], no_recommends=True)
-    files.directory(name="mailstead programs directory", path=LIB_DIR, mode="755")
-    files.directory(name=f"{STATE_DIR} traversable (the feed account's home and the filter's state are below it)",
+    ensure_directory(name="mailstead programs directory", path=LIB_DIR, mode="755")
+    ensure_directory(name=f"{STATE_DIR} traversable (the feed account's home and the filter's state are below it)",
                     path=STATE_DIR, user="root", group="root", mode="755")
     if first:
         results.firewall_sets += firewall_sets(settings)
         results.firewall_rules += FIREWALL_RULES
         apt.packages(name="trap-first runs no SMTP server", packages=["opensmtpd"], present=False)
-        files.directory(name="spamtrap state directory", path=TRAP_DIR, user="root", group="root", mode="755")
+        ensure_directory(name="spamtrap state directory", path=TRAP_DIR, user="root", group="root", mode="755")
     else:
         _trap_last(settings, results)
     _collector(settings)
@@ -90,9 +90,9 @@ def deploy(settings, env, results) -> None:
 def _trap_last(settings, results) -> None:
     results.open_ports.append(25)
     packages = apt.packages(name="Debian's OpenSMTPD (trap-last)", packages=["opensmtpd"], no_recommends=True)
-    files.directory(name="spamtrap state directory (filter-spamtrap writes here)", path=TRAP_DIR,
+    ensure_directory(name="spamtrap state directory (filter-spamtrap writes here)", path=TRAP_DIR,
                     user=SMTPD_USER, group="root", mode="755")
-    filt = files.put(name="filter-spamtrap", src=str(FILES_DIR / "spamtrap/filter-spamtrap"), dest=FILTER,
+    filt = put_file(name="filter-spamtrap", src=str(FILES_DIR / "spamtrap/filter-spamtrap"), dest=FILTER,
                      mode="755", user="root", group="root")
     mark_pending("opensmtpd", ops=(filt,), name="OpenSMTPD restarts for a new filter-spamtrap")
     conf = checked_file(name="smtpd.conf of trap-last (checked with smtpd -n)", dest=SMTPD_CONF,
@@ -103,7 +103,7 @@ def _trap_last(settings, results) -> None:
 
 
 def _collector(settings) -> None:
-    files.put(name="spamtrap-collect", src=str(FILES_DIR / "spamtrap/spamtrap-collect"), dest=COLLECT, mode="755")
+    put_file(name="spamtrap-collect", src=str(FILES_DIR / "spamtrap/spamtrap-collect"), dest=COLLECT, mode="755")
     units = systemd_units({
         "mailstead-spamtrap-collect.service": render("spamtrap/collect.service.j2", command=collect_command(settings)),
         "mailstead-spamtrap-collect.timer": render("spamtrap/collect.timer.j2"),
@@ -118,7 +118,7 @@ def _feed_account(settings, env) -> None:
     key = feed_key(env.secrets_dir, env.environment, create=not dry_run())
     server.user(name=f"{FEED_USER}: the mail hosts fetch the source list as this user", user=FEED_USER,
                 system=True, home=FEED_HOME, shell="/bin/sh", create_home=True)
-    files.directory(name=f"{FEED_USER}'s .ssh", path=f"{FEED_HOME}/.ssh", user=FEED_USER, group=FEED_USER,
+    ensure_directory(name=f"{FEED_USER}'s .ssh", path=f"{FEED_HOME}/.ssh", user=FEED_USER, group=FEED_USER,
                     mode="700")
     if key is None:
         would_create(f"the trap feed key of {env.environment} in {env.secrets_dir}/spamtrap/")

@@ -26,7 +26,7 @@ from io import BytesIO
 from pyinfra.operations import files, server
 
 from mailstead import pki
-from tasks.common import checked_file, dry_run, would_create
+from tasks.common import checked_file, dry_run, ensure_directory, put_file, would_create
 
 TLS_DIR = "/etc/mailstead/tls"
 CERT_PATH = f"{TLS_DIR}/fullchain.pem"
@@ -44,7 +44,7 @@ CERT_USERS = ("opensmtpd", "dovecot", "nginx")
 def deploy(settings, env, results) -> None:
     """Install the host's certificate and key at CERT_PATH / KEY_PATH. Returns the ops that changed them."""
     server.group(name="TLS key readers group", group=TLS_GROUP, system=True)
-    files.directory(name="TLS directory", path=TLS_DIR, user="root", group=TLS_GROUP, mode="750",
+    ensure_directory(name="TLS directory", path=TLS_DIR, user="root", group=TLS_GROUP, mode="750",
                     present=True)
 
     ops: list = []
@@ -63,7 +63,7 @@ def deploy(settings, env, results) -> None:
                                     user="root", group=TLS_GROUP, mode="640", restarts=CERT_USERS, secret=True))
             ops.append(checked_file(name="TLS certificate chain (lab CA)", content=cert.chain_pem, dest=CERT_PATH,
                                     user="root", group="root", mode="644", restarts=CERT_USERS, secret=False))
-            trust = files.put(name="Trust the lab CA on the host", src=BytesIO(cert.ca_pem),
+            trust = put_file(name="Trust the lab CA on the host", src=BytesIO(cert.ca_pem),
                               dest=LAB_CA_TRUST_PATH, user="root", group="root", mode="644")
             server.shell(name="Update the host's CA bundle", commands=["update-ca-certificates >/dev/null"],
                          _if=trust.did_change)

@@ -23,7 +23,7 @@ from pyinfra.operations import files, server
 
 from mailstead.spamtrap import FIRST_MAP_FILE, MAP_FILE, feed_key
 from tasks.common import (DAEMON_RELOAD, FILES_DIR, STATE_DIR, absent_file, checked_file, dry_run, enable_and_start,
-                          render, run_pending, systemd_units, would_create)
+                          ensure_directory, put_file, render, run_pending, systemd_units, would_create)
 from tasks.spamtrap import FEED_USER, LIB_DIR
 
 CONF_DIR = "/etc/mailstead/trapfeed"
@@ -49,18 +49,18 @@ def pull_command(settings) -> str:
 
 
 def deploy(settings, env, results) -> None:
-    files.directory(name="mailstead programs directory", path=LIB_DIR, mode="755")
-    files.directory(name=f"{STATE_DIR} traversable (the map file below it is read by the spam filter)",
+    ensure_directory(name="mailstead programs directory", path=LIB_DIR, mode="755")
+    ensure_directory(name=f"{STATE_DIR} traversable (the map file below it is read by the spam filter)",
                     path=STATE_DIR, user="root", group="root", mode="755")
-    files.directory(name="trap feed configuration", path=CONF_DIR, mode="700")
-    files.directory(name="trap feed state", path=CACHE_DIR, mode="700")
+    ensure_directory(name="trap feed configuration", path=CONF_DIR, mode="700")
+    ensure_directory(name="trap feed state", path=CACHE_DIR, mode="700")
     for path in (MAP_FILE, FIRST_MAP_FILE):  # what reads them finds a file, empty until the first fetch
         files.file(name=f"{path} exists", path=path, user="root", group="root", mode="644")
     if not env.spamtraps:
         host.noop(f"no spamtraps in {env.environment}: nothing to fetch, the maps stay empty")
         _no_timer()
         return
-    files.put(name="spamtrap-pull", src=str(FILES_DIR / "spamtrap/spamtrap-pull"), dest=PULL, mode="755")
+    put_file(name="spamtrap-pull", src=str(FILES_DIR / "spamtrap/spamtrap-pull"), dest=PULL, mode="755")
     key = feed_key(env.secrets_dir, env.environment, create=not dry_run())
     if key is None:
         would_create(f"the trap feed key of {env.environment} in {env.secrets_dir}/spamtrap/")
