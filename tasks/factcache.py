@@ -180,15 +180,16 @@ def _raw(command) -> str | None:
     return command.get_raw_value() if hasattr(command, "get_raw_value") else str(command)
 
 
-def _changing(name: str):
-    original = getattr(Host, name)
+def _changing(original):
+    """``original`` (a Host method that runs something on the host), emptying the host's memo first unless it
+    runs for a fact read."""
 
     def method(self: Host, *args, **kwargs):
         if not getattr(self, _READING, False):
             forget(self)
         return original(self, *args, **kwargs)
 
-    method.__name__ = name
+    method.__name__ = original.__name__
     return method
 
 
@@ -205,5 +206,5 @@ def install() -> None:
     _original["function_execute"] = FunctionCommand.execute
     Host.get_fact = _get_fact
     for name in ("run_shell_command", "put_file", "rsync"):
-        setattr(Host, name, _changing(name))
+        setattr(Host, name, _changing(getattr(Host, name)))
     FunctionCommand.execute = _function_command_execute
