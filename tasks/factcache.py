@@ -12,14 +12,15 @@ Two pyinfra-side helpers, both invisible to the tasks:
   host's memo first. A fact answered from the memo is therefore exactly what pyinfra would read at that
   moment, as far as this deploy can tell (a change made by someone else on the host between two reads of
   the same run is the only thing it can miss, and that was a race before too).
-* **Planned facts, read in one batch.** Operations announce while the deploy file runs (pyinfra's prepare
-  phase, before any operation executes) the facts their bodies will ask for later — ``checked_file`` the
-  stat, SHA-1 and directory of its destination, ``enable_and_start`` its unit's state (``plan``). The first
-  time one of them is asked for, every planned fact not yet read is fetched in ONE shell command (each fact's
-  own command and its own ``process``, separated by markers) into the memo. After a change empties the memo,
-  the next planned fact asked for fetches the remaining ones again, so a deploy that changes one file pays
-  one more round trip, not one per file. A fact whose command fails in the batch is not kept: the operation
-  then reads it the normal way, with pyinfra's own error handling.
+* **Planned facts, read in a batch.** Operations announce, when the deploy file calls them, the facts their
+  bodies will ask for (``plan``): ``checked_file``/``put_file`` the stat, SHA-1 and directory of their
+  destination, ``ensure_directory`` its path, ``enable_and_start`` its unit's state, base its sysctl keys.
+  With ``-y`` pyinfra runs the bodies only later, one by one; the first time a planned fact is asked for,
+  every planned fact this memo has not read yet is fetched in a few shell commands of at most ~16 kB (each
+  fact's own command, then its own ``process`` on its part of the output). After a change empties the memo,
+  the next planned fact asked for fetches those of the operations still to come again: a deploy that changes
+  one file pays one more batch, not one round trip per fact. A fact whose command fails in the batch is not
+  kept: the operation then reads it the normal way, with pyinfra's own error handling.
 
 ``install()`` (deploy.py) hooks this into pyinfra's ``Host`` once per process.
 """
@@ -36,6 +37,7 @@ from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.command import FunctionCommand
 from pyinfra.api.facts import ShortFactBase, _handle_fact_kwargs, _make_command
 from pyinfra.api.host import Host
+from pyinfra.api.state import StateStage
 
 _MEMO = "_mailstead_fact_memo"  # attributes of pyinfra's Host object: one memo and one plan per host
 _PLAN = "_mailstead_fact_plan"
@@ -89,7 +91,10 @@ def _get_fact(self: Host, name_or_cls, *args, **kwargs):
     if self.state is None or (isinstance(name_or_cls, type) and issubclass(name_or_cls, ShortFactBase)):
         return _original["get_fact"](self, name_or_cls, *args, **kwargs)
     cls = name_or_cls
-    planned = not args and _plan(self).pop((cls, repr(sorted(kwargs.items()))), None) is not None
+    plan_key = (cls, repr(sorted(kwargs.items())))
+    planned = not args and plan_key in _plan(self)
+    if planned and self.state.current_stage == StateStage.Execute:
+        del _plan(self)[plan_key]  # its operation runs now: later batches need not read it again
     key = _key(self, cls, args, kwargs)
     if planned and key not in _memo(self):
         _fetch_planned(self, key, kwargs)
@@ -109,14 +114,16 @@ def _get_fact(self: Host, name_or_cls, *args, **kwargs):
 def _fetch_planned(host: Host, wanted: tuple, wanted_kwargs: dict) -> None:
     """Read the wanted fact and every planned one not read yet in one shell command, into the memo."""
     memo = _memo(host)
+    tried = memo.setdefault("tried", set())  # planned facts this memo already asked for (kept or not)
     entries = []  # (key, fact instance)
     parts = []
     for cls, kwargs in [(wanted[0], wanted_kwargs), *_plan(host).values()]:
         if cls.shell_executable:
             continue
         key = _key(host, cls, (), kwargs)
-        if key in memo or key[2] != wanted[2]:
-            continue  # another connection argument set (_sudo, ...): not in this command
+        if key in memo or key in tried or key[2] != wanted[2]:
+            continue  # read already, or another connection argument set (_sudo, ...): not in this command
+        tried.add(key)
         fact = cls()
         fact_kwargs, _ = _handle_fact_kwargs(host.state, host, cls, [], dict(kwargs))
         command = _raw(_make_command(fact.command, dict(fact_kwargs)))
@@ -126,7 +133,6 @@ def _fetch_planned(host: Host, wanted: tuple, wanted_kwargs: dict) -> None:
                        f"else echo {shlex.quote(_MISSING)}; fi")
         parts.append(f"echo {_MARK}; ( {command} ); echo \"{_MARK} $?\"")
         entries.append((key, fact))
-    _plan(host).clear()
     _, global_kwargs = _handle_fact_kwargs(host.state, host, wanted[0], [], {})
     executor = {k: v for k, v in global_kwargs.items() if k in CONNECTOR_ARGUMENT_KEYS}
     kept = 0
