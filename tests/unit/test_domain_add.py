@@ -1,0 +1,119 @@
+"""`python -m mailstead domain add`: the group_data block gains the domain (the person's text kept, the file
+valid Python, `domains` loaded as meant, also when the domains come from all.py); hostile or malformed names and
+domains that exist already are refused before anything is written; the deploy gets only the domain's stages."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailstead import domain as domain_cmd
+from mailstead import groupdata
+from mailstead.inventory import check_environments, load_group_data
+
+FILE = '''# The staging environment.
+environment = "staging"
+domains = ["example.org"]
+users = [{"address": "alice@example.org", "password_hash": "H1"}]
+'''
+
+
+def test_domains_are_appended_once_and_users_aliases_are_kept(tmp_path):
+    path = tmp_path / "staging.py"
+    path.write_text(FILE)
+    groupdata.edit(path, users={"carol@example.org": {"address": "carol@example.org", "password_hash": "H3"}})
+    block_before = path.read_text().split(groupdata.BEGIN)[1]
+    assert "_mailstead_domains" not in block_before  # a users-only block is unchanged by this feature
+    groupdata.edit(path, domains=["example.net"])
+    groupdata.edit(path, domains=["example.net", "example.com"])
+    text = path.read_text()
+    assert text.startswith(FILE) and text.count(groupdata.BEGIN) == 1
+    data = load_group_data(path)
+    assert data["domains"] == ["example.org", "example.net", "example.com"]
+    assert [u["address"] for u in data["users"]] == ["alice@example.org", "carol@example.org"]
+    assert "_mailstead_domains" not in data
+    assert groupdata.read_domains(text) == ["example.net", "example.com"]
+    # a later users edit keeps the domains
+    groupdata.edit(path, users={"alice@example.org": None})
+    assert load_group_data(path)["domains"] == ["example.org", "example.net", "example.com"]
+
+
+def test_sets_outside_block(tmp_path):
+    assert groupdata.sets_outside_block(FILE, "domains")
+    assert not groupdata.sets_outside_block('environment = "x"\n', "domains")
+    text = groupdata.with_block('environment = "x"\n', {}, {}, ["a.example"])
+    assert not groupdata.sets_outside_block(text, "domains")  # the block's own line does not count
+    assert groupdata.sets_outside_block(text + "domains: list = ['b.example']\n", "domains")
+
+
+@pytest.mark.parametrize("bad", [
+    "bad domain", "a\nb.example.org", "x.org\n_mailstead_users = {}", "ex_ample.org", "-x.org", "org", "../etc",
+    "x.org;rm -rf /", "é.example", "x" * 260 + ".org", "'; import os; '", "", "example.org\x00",
+])
+def test_hostile_names_are_refused_naming_file_field_and_fix(bad):
+    with pytest.raises(SystemExit) as exc:
+        domain_cmd.check_domain(bad, "group_data/staging.py")
+    message = str(exc.value)
+    assert message.startswith("group_data/staging.py: domains: ") and "example.org" in message
+    assert "nothing was changed" in message
+
+
+def test_names_are_normalised():
+    assert domain_cmd.check_domain(" New.Example.ORG. ", "f") == "new.example.org"
+
+
+class _Run:
+    def __init__(self, project, monkeypatch):
+        project.write()
+        self.path = project.root / "group_data" / "production.py"
+        self.project = project
+        self.deploys: list[tuple[str, bool]] = []
+        monkeypatch.setattr(domain_cmd, "_environments",
+                            lambda inv: check_environments(project.groups, base_dir=project.root)[1])
+        monkeypatch.setattr(groupdata, "environment_file", lambda env, inv: self.path)
+        monkeypatch.setattr(domain_cmd, "dns_step", lambda env, d, *a: (True, False))
+        monkeypatch.setattr(domain_cmd, "deploy_users",
+                            lambda inv, env, stages, dry: self.deploys.append((stages, dry)) or 0)
+
+    def __call__(self, *argv: str) -> int:
+        return domain_cmd.domain_main(list(argv))
+
+
+def test_add_edits_validates_and_deploys_only_the_domain_stages(project, monkeypatch, capsys):
+    run = _Run(project, monkeypatch)
+    before = run.path.read_text()
+    assert run("add", "New.Example.COM", "--env", "production") == 0
+    assert load_group_data(run.path)["domains"] == ["example.org", "example.net", "new.example.com"]
+    assert run.path.read_text().startswith(before)
+    assert run.deploys == [(domain_cmd.STAGES, False)]
+    assert "certificate_issue" not in run.deploys[0][0]  # no DNS applied: no ACME issuance for the new names
+    assert "new.example.com\tproduction" in (run("list") == 0 and capsys.readouterr().out)
+
+
+def test_existing_and_hostile_domains_change_nothing(project, monkeypatch, capsys):
+    run = _Run(project, monkeypatch)
+    before = run.path.read_text()
+    assert run("add", "EXAMPLE.net", "--env", "production") == 1
+    assert "already a domain of this environment: refused" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run("add", "x.org\nusers = []", "--env", "production")
+    assert run.path.read_text() == before and run.deploys == []
+
+
+def test_domains_from_all_py_are_kept(project, monkeypatch):
+    """The environment file sets no `domains` (all.py does): the block records the whole list."""
+    project.files["production.py"] = project.files["production.py"].replace(
+        'domains = ["example.org", "example.net"]', "")
+    project.append("all.py", 'domains = ["example.org", "example.net"]')
+    run = _Run(project, monkeypatch)
+    assert run("add", "third.example", "--env", "production", "--no-deploy") == 0
+    assert load_group_data(run.path)["domains"] == ["example.org", "example.net", "third.example"]
+    _, envs = check_environments(project.groups, base_dir=project.root)
+    assert envs["production"].domains == ["example.org", "example.net", "third.example"]
+
+
+def test_a_dry_run_restores_the_file(project, monkeypatch):
+    run = _Run(project, monkeypatch)
+    before = run.path.read_text()
+    assert run("add", "dry.example", "--env", "production", "--dry") == 0
+    assert run.path.read_text() == before
+    assert run.deploys == [(domain_cmd.STAGES, True)]
