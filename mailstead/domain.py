@@ -12,7 +12,8 @@ the stages a domain lives in.
 All take --env ENV (default: the only environment) and --inventory FILE. The edit lands in the marked block of
 the environment's group_data file (mailstead/groupdata.py), like `user` and `alias`; the domain is checked
 before anything is written and the whole inventory is validated again after the edit (a bad edit is undone).
-A domain the environment already has, or one another environment serves, is refused (exit 1, nothing changed).
+A domain the environment already has, or one another environment serves, is refused (exit 1, nothing changed);
+so is a domain whose zone the DNS provider does not have (create the zone there first, then run `domain add`).
 
 What a new domain needs on the mail hosts (MAILSTEAD_STAGES, `--limit` each mail host of the environment):
 its DKIM key (dkim: made on the deploy machine, installed on the host), rspamd's signing table (rspamd), the
@@ -53,11 +54,29 @@ def under(name: str, domain: str) -> bool:
     return name == domain or name.endswith("." + domain)
 
 
-def dns_step(env: Any, domain: str, env_name: str, inventory: str, dry: bool, apply_dns: bool) -> tuple[bool, bool]:
-    """Print the records ``domain`` needs and the environment's plan against its provider; apply it with
-    ``apply_dns``. Returns (the provider has every zone, the plan was applied)."""
-    from mailstead.dns import desired_records, prepare
+def zone_problem(env: Any, domain: str, env_name: str, inventory: str) -> str | None:
+    """Why the environment's DNS provider cannot take ``domain``'s records (no zone for it), else None.
+    Asked before anything is written: the operator creates the zone first."""
     from mailstead.dns.providers import from_settings
+    from mailstead.dns.records import zone_for_domain
+
+    zone = zone_for_domain(env, domain)
+    try:
+        provider = from_settings(env.dns, env.secrets_dir)
+        if provider is not None:
+            provider.list_records(zone)
+    except Exception as exc:  # the provider's own words (the adapters redact credentials)
+        return (f"the DNS provider of {env_name} ({env.dns.provider}) has no zone {zone}, or refused to list it: "
+                f"{exc}\nCreate the zone {zone} at the provider (and delegate the domain to the provider's name "
+                f"servers at its registrar), then run `python -m mailstead domain add {domain} --env {env_name} "
+                f"--inventory {inventory}` again.")
+    return None
+
+
+def dns_step(env: Any, domain: str, env_name: str, inventory: str, dry: bool, apply_dns: bool) -> tuple[bool, bool]:
+    """Print the records ``domain`` needs and the environment's plan against its provider (what `dns plan`
+    prints); apply it with ``apply_dns``. Returns (planned without error, DNS is in place)."""
+    from mailstead.dns import desired_records, prepare
     from mailstead.dns.records import zone_for_domain
 
     zone = zone_for_domain(env, domain)
@@ -68,29 +87,25 @@ def dns_step(env: Any, domain: str, env_name: str, inventory: str, dry: bool, ap
             print(f"  {line}")
     apply_cmd = f"python -m mailstead dns apply --env {env_name} --inventory {inventory}"
     try:
-        provider = from_settings(env.dns, env.secrets_dir)
-        if provider is None:
-            print("DNS provider 'none': publish the records above at your DNS provider yourself.")
-            return True, False
-        try:
-            provider.list_records(zone)
-        except Exception as exc:  # the provider's own words, credentials redacted by the adapter
-            print(f"\nproblem: the DNS provider ({env.dns.provider}) has no zone {zone}, or refused to list it "
-                  f"({exc}).\nCreate the zone {zone} at the provider (and delegate it to the provider's name servers "
-                  f"at the domain's registrar), then run `{apply_cmd}`.", flush=True)
-            return False, False
-        plan, text = prepare(env, provider=provider, dry=dry)
-    except Exception as exc:
-        print(f"\nproblem: planning DNS failed: {exc}", flush=True)
+        plan, text = prepare(env, dry=dry)
+    except Exception as exc:  # ApplyError, CredentialError, a provider that cannot be reached: one line
+        print(f"\nproblem: planning the DNS of {env_name} failed: {exc}\nFix that, then run `{apply_cmd}`.",
+              flush=True)
         return False, False
-    print(f"\nDNS plan of {env_name} ({env.dns.provider}; the same as `python -m mailstead dns plan`):\n{text}")
+    print(f"\nDNS plan of {env_name} (the same as `python -m mailstead dns plan --env {env_name}`):\n{text}")
+    if plan.provider_obj is None:  # provider 'none': the text lists the records to publish by hand
+        return True, False
     if plan.empty:
         return True, True
     if not apply_dns or dry:
         print(f"\nnot applied{' (dry run)' if dry else ''}: run `{apply_cmd}`, or `domain add` with --apply-dns.")
         return True, False
-    n = plan.apply()
-    print(f"DNS: applied {n} change(s)")
+    try:
+        n = plan.apply()
+    except Exception as exc:
+        print(f"\nproblem: applying the DNS plan failed: {exc}\nrun `{apply_cmd}` again.", flush=True)
+        return False, False
+    print(f"DNS: applied {n} change(s)", flush=True)
     return True, True
 
 
@@ -122,6 +137,9 @@ def domain_main(argv: list[str]) -> int:
                   f"redeploy it run the deploy, to see its DNS `python -m mailstead dns plan --env {name}`)",
                   file=sys.stderr)
             return 1
+    if problem := zone_problem(envs[env_name], domain, env_name, args.inventory):
+        print(f"problem: {problem}\n(nothing was changed)", file=sys.stderr)
+        return 1
     before = path.read_text() if path.exists() else None
     # a group_data file cannot see another file's values: when this file sets no `domains` (they come from
     # all.py), the block records the environment's whole list

@@ -71,6 +71,8 @@ class _Run:
                             lambda inv: check_environments(project.groups, base_dir=project.root)[1])
         monkeypatch.setattr(groupdata, "environment_file", lambda env, inv: self.path)
         monkeypatch.setattr(domain_cmd, "dns_step", lambda env, d, *a: (True, False))
+        monkeypatch.setattr(domain_cmd, "zone_problem", lambda env, d, *a: self.zone_missing)
+        self.zone_missing = None
         monkeypatch.setattr(domain_cmd, "deploy_users",
                             lambda inv, env, stages, dry: self.deploys.append((stages, dry)) or 0)
 
@@ -117,3 +119,25 @@ def test_a_dry_run_restores_the_file(project, monkeypatch):
     assert run("add", "dry.example", "--env", "production", "--dry") == 0
     assert run.path.read_text() == before
     assert run.deploys == [(domain_cmd.STAGES, True)]
+
+
+def test_a_zone_the_provider_lacks_is_named_and_nothing_changes(project, monkeypatch, capsys):
+    import mailstead.dns.providers as providers
+    from mailstead.dns.providers.base import ProviderError
+
+    class NoZone:
+        def list_records(self, zone, wanted=None):
+            raise ProviderError(zone, [], "404 Could not find domain")
+
+    monkeypatch.setattr(providers, "from_settings", lambda dns, secrets_dir: NoZone())
+    _, envs = project.check_environments()
+    message = domain_cmd.zone_problem(envs["production"], "new.example", "production", "inventory.py")
+    assert "has no zone new.example" in message and "Create the zone new.example" in message
+    assert "domain add new.example --env production" in message
+
+    run = _Run(project, monkeypatch)
+    run.zone_missing = "no zone"
+    before = run.path.read_text()
+    assert run("add", "new.example", "--env", "production") == 1
+    assert "problem: no zone" in capsys.readouterr().err
+    assert run.path.read_text() == before and run.deploys == []
