@@ -141,3 +141,17 @@ def test_a_zone_the_provider_lacks_is_named_and_nothing_changes(project, monkeyp
     assert run("add", "new.example", "--env", "production") == 1
     assert "problem: no zone" in capsys.readouterr().err
     assert run.path.read_text() == before and run.deploys == []
+
+
+def test_a_second_load_of_the_inventory_sees_the_edit(tmp_path, monkeypatch):
+    """pyinfra caches compiled files by name: the commands' validation after an edit must run the new text."""
+    from mailstead.inventory import load_inventory
+
+    (tmp_path / "group_data").mkdir()
+    (tmp_path / "inventory.py").write_text('production = ["mx1.example.org"]\n')
+    path = tmp_path / "group_data" / "production.py"
+    path.write_text(FILE)
+    monkeypatch.chdir(tmp_path)
+    assert load_inventory("inventory.py").get_group_data("production")["domains"] == ["example.org"]
+    groupdata.edit(path, domains=["example.net"])
+    assert load_inventory("inventory.py").get_group_data("production")["domains"] == ["example.org", "example.net"]
