@@ -9,7 +9,10 @@ that arrives and leaves signed.
 - `user add` of a user in the new domain; a real Postfix in the outside world (infra) delivers to that user
   through the MX it finds in DNS; mail the user submits on 587 to production is DKIM-signed as the new domain
   (rsa and ed25519), verified against the lab's DNS.
-The group_data file, the zone, the domain's DKIM keys and DNS state are removed again, and staging is redeployed.
+- in production (ACME certificates from the lab's pebble): `domain add --apply-dns` also gets a certificate
+  for mta-sts.DOMAIN, and the new domain's MTA-STS policy is served over HTTPS, valid for that name.
+The group_data files, the zones, the domains' DKIM keys and DNS state are removed again, and the hosts are
+redeployed with the same stages.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from helpers import (
     find_in_maildir,
     lab_ca,
     mailstead_cmd,
+    pebble_root,
     run_deploy,
     swaks,
     token,
@@ -35,6 +39,15 @@ DOMAIN = "extra.test"
 USER = f"carol@{DOMAIN}"
 PASSWORD = "extra-Domain-pass-1"
 GROUP_DATA = ROOT / "tests" / "lab" / "group_data" / "staging.py"
+PROD_DOMAIN = "extra2.test"
+PROD_GROUP_DATA = ROOT / "tests" / "lab" / "group_data" / "production.py"
+
+
+def _forget(secrets: Path, domain: str) -> None:
+    """The deploy machine's DKIM keys and DNS state of a domain the test added."""
+    shutil.rmtree(secrets / "dkim" / domain, ignore_errors=True)
+    for state in (secrets / "dns").glob(f"*/{domain}.json"):
+        state.unlink()
 
 
 def test_domain_add_plans_dns_deploys_and_the_new_domain_sends_and_receives(lab, deployed, postfix, status,
@@ -94,7 +107,30 @@ def test_domain_add_plans_dns_deploys_and_the_new_domain_sends_and_receives(lab,
         GROUP_DATA.write_text(original)
         back = run_deploy("--limit", "staging", env={"MAILSTEAD_STAGES": STAGES})
         drive(lab, delete_zones=[DOMAIN])
-        shutil.rmtree(secrets / "dkim" / DOMAIN, ignore_errors=True)
-        for state in (secrets / "dns").glob(f"*/{DOMAIN}.json"):
-            state.unlink()
+        _forget(secrets, DOMAIN)
+        assert back.returncode == 0, back.stderr[-3000:]
+
+
+def test_domain_add_with_acme_certifies_the_new_mta_sts_name(lab, deployed, status, tmp_path):
+    secrets = Path(status["state_dir"]) / "secrets"
+    original = PROD_GROUP_DATA.read_text()
+    stages = f"{STAGES},certificate_issue"
+    drive(lab, create_zones=[PROD_DOMAIN])
+    try:
+        run = mailstead_cmd("domain", "add", PROD_DOMAIN, "--env", "production", "--apply-dns")
+        out = run.stdout + run.stderr
+        assert run.returncode == 0, out[-5000:]
+        print(f"domain add --apply-dns + deploy (ACME issuance included): {run.seconds:.1f} s")
+        assert f"deploying {stages} to mail.production.test" in run.stdout, run.stdout[-3000:]
+        assert f"mta-sts.{PROD_DOMAIN}" in out.split("ACME: certificate for", 1)[1].split("\n", 1)[0], out[-3000:]
+        root = pebble_root(lab, status, tmp_path / "pebble-root.pem")
+        policy = lab.net("curl", "-sSf", "--cacert", root,
+                         f"https://mta-sts.{PROD_DOMAIN}/.well-known/mta-sts.txt", check=False, timeout=60)
+        assert policy.returncode == 0, policy.stderr
+        assert "version: STSv1" in policy.stdout and "mx: mail.production.test" in policy.stdout, policy.stdout
+    finally:
+        PROD_GROUP_DATA.write_text(original)
+        back = run_deploy("--limit", "mail.production.test", env={"MAILSTEAD_STAGES": stages})
+        drive(lab, delete_zones=[PROD_DOMAIN])
+        _forget(secrets, PROD_DOMAIN)
         assert back.returncode == 0, back.stderr[-3000:]
