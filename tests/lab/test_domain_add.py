@@ -5,7 +5,8 @@ that arrives and leaves signed.
 - the zone is created through the PowerDNS API (what an operator does at a provider; the lab's resolver forwards
   every `.test` name to PowerDNS, so it resolves at once);
 - `domain add --apply-dns` prints the new domain's MX, SPF, DKIM and DMARC records in its plan, applies them, and
-  deploys only the stages a domain lives in; a second `domain add` of the same domain is refused;
+  deploys only the stages a domain lives in (staging.test authorizes the new domain's DMARC reports); a second
+  `domain add` of the same domain is refused;
 - `user add` of a user in the new domain; a real Postfix in the outside world (infra) delivers to that user
   through the MX it finds in DNS; mail the user submits on 587 to production is DKIM-signed as the new domain
   (rsa and ed25519), verified against the lab's DNS.
@@ -72,6 +73,8 @@ def test_domain_add_plans_dns_deploys_and_the_new_domain_sends_and_receives(lab,
         for needle in (f"+ add    {DOMAIN} MX", f"+ add    {DOMAIN} TXT", "v=spf1",
                        f"._domainkey.{DOMAIN} TXT", f"+ add    _dmarc.{DOMAIN} TXT", "v=DMARC1"):
             assert needle in plan, plan
+        # the DMARC reports of the new domain go to postmaster@staging.test: staging.test authorizes them
+        assert f"+ add    {DOMAIN}._report._dmarc.staging.test TXT" in plan, plan
         assert "DNS: applied" in run.stdout and f"deploying {STAGES},certificate_issue" in run.stdout
         assert f"nginx: MTA-STS policy of {DOMAIN}" in out and "DKIM" in out, out[-3000:]
         for other_stage in ("chrony", "sshd", "nftables", "fail2ban", "unbound"):
@@ -106,9 +109,11 @@ def test_domain_add_plans_dns_deploys_and_the_new_domain_sends_and_receives(lab,
     finally:
         GROUP_DATA.write_text(original)
         back = run_deploy("--limit", "staging", env={"MAILSTEAD_STAGES": STAGES})
+        dns_back = mailstead_cmd("dns", "apply", "--env", "staging")  # the report authorization goes again
         drive(lab, delete_zones=[DOMAIN])
         _forget(secrets, DOMAIN)
         assert back.returncode == 0, back.stderr[-3000:]
+        assert dns_back.returncode == 0, dns_back.stdout[-2000:] + dns_back.stderr[-2000:]
 
 
 def test_domain_add_with_acme_certifies_the_new_mta_sts_name(lab, deployed, status, tmp_path):
@@ -131,6 +136,8 @@ def test_domain_add_with_acme_certifies_the_new_mta_sts_name(lab, deployed, stat
     finally:
         PROD_GROUP_DATA.write_text(original)
         back = run_deploy("--limit", "mail.production.test", env={"MAILSTEAD_STAGES": stages})
+        dns_back = mailstead_cmd("dns", "apply", "--env", "production")
         drive(lab, delete_zones=[PROD_DOMAIN])
         _forget(secrets, PROD_DOMAIN)
         assert back.returncode == 0, back.stderr[-3000:]
+        assert dns_back.returncode == 0, dns_back.stdout[-2000:] + dns_back.stderr[-2000:]

@@ -155,3 +155,21 @@ def test_a_second_load_of_the_inventory_sees_the_edit(tmp_path, monkeypatch):
     assert load_inventory("inventory.py").get_group_data("production")["domains"] == ["example.org"]
     groupdata.edit(path, domains=["example.net"])
     assert load_inventory("inventory.py").get_group_data("production")["domains"] == ["example.org", "example.net"]
+
+
+def test_an_added_domain_authorizes_its_dmarc_reports_to_the_first_domain():
+    """DMARC reports of every domain go to the report address (postmaster@ the first domain by default); a
+    receiver sends another domain's reports there only when that domain publishes the RFC 7489 7.1 record."""
+    from dns_helpers import by_key, make_env
+
+    from mailstead.dns.records import compute
+    from mailstead.policies import dmarc_report_domains
+
+    assert dmarc_report_domains({"rua": "mailto:a@Example.ORG, mailto:b@x.example!10m", "ruf": "mailto:a@example.org"}) \
+        == ["example.org", "x.example"]
+    recs = by_key(compute(make_env(domains=["example.org", "added.example"])))
+    assert recs[("added.example._report._dmarc.example.org", "TXT")].values == ('"v=DMARC1"',)
+    assert not [k for k in recs if "._report._dmarc." in k[0] and not k[0].startswith("added.example.")]
+    # a report address outside the environment's domains: not ours to authorize
+    outside = make_env(domains=["example.org", "added.example"], dmarc={"rua": "mailto:reports@elsewhere.example"})
+    assert not [k for k in by_key(compute(outside)) if "._report._dmarc." in k[0]]
