@@ -34,6 +34,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from mailstead import groupdata
 from mailstead.day2 import _environments, deploy_users, pick_env
+from mailstead.dns import desired_records, prepare
+from mailstead.dns.records import zone_for_domain
 from mailstead.settings import SettingsError
 from mailstead.settings.fields import DomainName
 
@@ -57,8 +59,9 @@ def under(name: str, domain: str) -> bool:
 def zone_problem(env: Any, domain: str, env_name: str, inventory: str) -> str | None:
     """Why the environment's DNS provider cannot take ``domain``'s records (no zone for it), else None.
     Asked before anything is written: the operator creates the zone first."""
+    # lazy like mailstead.dns.prepare's: the adapters import requests (and so ssl), which must come after
+    # pyinfra_cli's ssl patch (mailstead.settings imports it)
     from mailstead.dns.providers import from_settings
-    from mailstead.dns.records import zone_for_domain
 
     zone = zone_for_domain(env, domain)
     try:
@@ -76,9 +79,6 @@ def zone_problem(env: Any, domain: str, env_name: str, inventory: str) -> str | 
 def dns_step(env: Any, domain: str, env_name: str, inventory: str, dry: bool, apply_dns: bool) -> tuple[bool, bool]:
     """Print the records ``domain`` needs and the environment's plan against its provider (what `dns plan`
     prints); apply it with ``apply_dns``. Returns (planned without error, DNS is in place)."""
-    from mailstead.dns import desired_records, prepare
-    from mailstead.dns.records import zone_for_domain
-
     zone = zone_for_domain(env, domain)
     records = [r for r in desired_records(env, create_keys=not dry, placeholders=dry) if under(r.name, domain)]
     print(f"\nDNS records {domain} needs (zone {zone}):")
