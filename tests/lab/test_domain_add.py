@@ -3,7 +3,7 @@ that arrives and leaves signed.
 
 - before the zone exists at the lab's PowerDNS, `domain add` refuses and says to create the zone; nothing changed;
 - the zone is created through the PowerDNS API (what an operator does at a provider; the lab's resolver forwards
-  every `.test` name to PowerDNS, so it resolves at once);
+  every `.test` name to PowerDNS, so it resolves at once); `domain add --dry` then plans and writes nothing;
 - `domain add --apply-dns` prints the new domain's MX, SPF, DKIM and DMARC records in its plan, applies them, and
   deploys only the stages a domain lives in (staging.test authorizes the new domain's DMARC reports); a second
   `domain add` of the same domain is refused;
@@ -65,6 +65,12 @@ def test_domain_add_plans_dns_deploys_and_the_new_domain_sends_and_receives(lab,
         assert GROUP_DATA.read_text() == original
 
         drive(lab, create_zones=[DOMAIN])  # the operator creates the zone at the provider
+        # --dry: the plan and pyinfra --dry, and nothing written: group_data, DKIM keys, the zone stay as they were
+        run = mailstead_cmd("domain", "add", DOMAIN, "--env", "staging", "--dry")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert "<new-key-made-by-the-deploy>" in run.stdout and f"dry run: deploying {STAGES}" in run.stdout
+        assert GROUP_DATA.read_text() == original and not (secrets / "dkim" / DOMAIN).exists()
+        assert drive(lab, resolve=[[DOMAIN, "MX"]])["answers"][f"{DOMAIN} MX"] == []
         run = mailstead_cmd("domain", "add", DOMAIN.upper(), "--env", "staging", "--apply-dns")
         out = run.stdout + run.stderr  # pyinfra's operation table is on stderr
         assert run.returncode == 0, out[-5000:]
