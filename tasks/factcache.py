@@ -29,13 +29,19 @@ from __future__ import annotations
 
 import copy
 import shlex
+from importlib.metadata import version
 from typing import Any
 
 from pyinfra import logger
 from pyinfra.api import FactBase, StringCommand
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.command import FunctionCommand
-from pyinfra.api.facts import ShortFactBase, _handle_fact_kwargs, _make_command
+from pyinfra.api.facts import ShortFactBase
+
+try:  # pyinfra's private helpers: only the versions in TESTED_PYINFRA are known to have them as used here
+    from pyinfra.api.facts import _handle_fact_kwargs, _make_command
+except ImportError:  # pragma: no cover - another pyinfra: install() leaves pyinfra alone
+    _handle_fact_kwargs = _make_command = None
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
 
@@ -46,6 +52,7 @@ _MARK = "@@mailstead-fact"
 _MISSING = "@@mailstead-missing-command"
 _BATCH_BYTES = 16000
 _original: dict[str, Any] = {}
+TESTED_PYINFRA = ("3.10.0",)  # this module patches pyinfra's Host: re-check it (lab tests) before adding one
 
 
 def _memo(host: Host) -> dict:
@@ -204,13 +211,20 @@ def _function_command_execute(self, state, host, connector_arguments):
     return _original["function_execute"](self, state, host, connector_arguments)
 
 
-def install() -> None:
-    """Hook the memo into pyinfra's Host (idempotent: deploy.py runs once per host)."""
+def install() -> bool:
+    """Hook the memo into pyinfra's Host (idempotent: deploy.py runs once per host). With a pyinfra this module
+    was not tested with, nothing is hooked (facts are read one by one: slower, the same result); False then."""
     if _original:
-        return
+        return True
+    found = version("pyinfra")
+    if found not in TESTED_PYINFRA or _make_command is None:
+        logger.warning(f"mailstead: pyinfra {found} is not one tasks/factcache.py was tested with "
+                       f"({', '.join(TESTED_PYINFRA)}): facts are read one by one (slower, the same result)")
+        return False
     _original["get_fact"] = Host.get_fact
     _original["function_execute"] = FunctionCommand.execute
     Host.get_fact = _get_fact
     for name in ("run_shell_command", "put_file", "rsync"):
         setattr(Host, name, _changing(getattr(Host, name)))
     FunctionCommand.execute = _function_command_execute
+    return True

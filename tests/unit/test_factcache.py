@@ -84,3 +84,21 @@ def test_running_anything_on_the_host_empties_its_memo_but_a_fact_read_does_not(
     host.run_shell_command("an operation's command")
     assert getattr(host, factcache._MEMO) is None
     assert len(calls) == 2
+
+
+def test_the_locked_pyinfra_is_one_factcache_was_tested_with():
+    """factcache patches pyinfra's Host: bumping pyinfra in requirements.lock must come with a re-check (the
+    lab's drift and idempotency tests) and a new TESTED_PYINFRA entry, not slip in silently."""
+    lock = (Path(__file__).resolve().parents[2] / "requirements.lock").read_text()
+    locked = next(line.split("==")[1].split()[0] for line in lock.splitlines() if line.startswith("pyinfra=="))
+    assert locked in factcache.TESTED_PYINFRA
+
+
+def test_an_untested_pyinfra_is_left_alone(monkeypatch):
+    from pyinfra.api.host import Host
+
+    monkeypatch.setattr(factcache, "_original", {})
+    monkeypatch.setattr(factcache, "version", lambda name: "3.99.0")
+    before = Host.get_fact
+    assert factcache.install() is False
+    assert Host.get_fact is before
