@@ -94,6 +94,13 @@ def backup_ssh_key_file(secrets_dir: str | os.PathLike, fqdn: str) -> Path:
     return secrets_root(secrets_dir) / "backup" / f"{fqdn}.ssh-key"
 
 
+def backup_s3_credentials_file(secrets_dir: str | os.PathLike, fqdn: str) -> Path:
+    """The access key of an S3-compatible backup repository: `backup/<fqdn>.s3-credentials` when that host has
+    one of its own, else `backup/s3-credentials` (one key for every mail host)."""
+    own = secrets_root(secrets_dir) / "backup" / f"{fqdn}.s3-credentials"
+    return own if own.exists() else secrets_root(secrets_dir) / "backup" / "s3-credentials"
+
+
 def credential_file(secrets_dir: str | os.PathLike, name: str | os.PathLike) -> Path:
     """A credential file setting: absolute, or relative to the secrets directory."""
     return Path(name) if os.path.isabs(name) else secrets_root(secrets_dir) / name
