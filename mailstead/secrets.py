@@ -14,6 +14,8 @@ files 0600:
   acme/<fqdn>/cert.key                 tls.mode 'acme': the host's certificate key (EC P-256), reused by every
                                        renewal (a TLSA 3 1 1 record pins it)
   tls/<fqdn>.spki-sha256               optional, written by hand: the host's TLSA 3 1 1 hashes (hex, one per line)
+  backup/<fqdn>.password, .ssh-key     a mail host's restic repository password and SFTP key (made by the deploy)
+  backup/[<fqdn>.]s3-credentials       written by the operator: the access key of an S3 backup repository
   <dns.secret_file>                    the DNS provider's credential, when given as a relative file name
 
 Everything mailstead writes there goes through ``write_private``: the file is made 0600 from the start, under a
