@@ -11,6 +11,8 @@
   rollout              deploy staging, check it (+ a real round trip), then production and check it (--dry)
   user add|passwd|remove|list, alias add|remove
                        edit the environment's group_data, then deploy only OpenSMTPD's tables and Dovecot's users
+  domain add|list      a new mail domain: edit group_data, print its DNS plan (--apply-dns applies it), then deploy
+                       only the stages a domain lives in (DKIM, rspamd, OpenSMTPD, Dovecot, nginx, certificate)
   queue show|retry|remove --host HOST, logs --host HOST ID
                        the mail queue (smtpctl) and one message's path through smtpd and Dovecot, over SSH
   backup status|now, restore --host HOST [--user ADDRESS]
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         from mailstead.day2 import user_main as run
     elif command == "alias":
         from mailstead.day2 import alias_main as run
+    elif command == "domain":
+        from mailstead.domain import domain_main as run
     elif command == "queue":
         from mailstead.mailops import queue_main as run
     elif command == "logs":

@@ -55,14 +55,16 @@ def pick_env(envs: dict, wanted: str | None, address: str | None) -> str:
     raise SystemExit(f"say which environment with --env ({', '.join(sorted(envs))})")
 
 
-def deploy_users(inventory_file: str, env) -> int:
-    """Deploy the environment's mail hosts with only the stages users and aliases live in."""
-    argv = [PYINFRA, "-y", inventory_file, "deploy.py"]
+def deploy_users(inventory_file: str, env, stages: str = STAGES, dry: bool = False) -> int:
+    """Deploy the environment's mail hosts with only ``stages`` (by default those users and aliases live in);
+    ``dry``: pyinfra --dry (show what would change)."""
+    argv = [PYINFRA, *(["--dry"] if dry else ["-y"]), inventory_file, "deploy.py"]
     for h in env.mail_hosts:
         argv += ["--limit", str(h.fqdn)]
-    print(f"deploying {STAGES} to {', '.join(str(h.fqdn) for h in env.mail_hosts)}", flush=True)
+    print(f"{'dry run: ' if dry else ''}deploying {stages} to {', '.join(str(h.fqdn) for h in env.mail_hosts)}",
+          flush=True)
     start = time.monotonic()
-    rc = subprocess.run(argv, env=dict(os.environ, MAILSTEAD_STAGES=STAGES)).returncode
+    rc = subprocess.run(argv, env=dict(os.environ, MAILSTEAD_STAGES=stages)).returncode
     print(f"deploy finished in {time.monotonic() - start:.1f} s (exit {rc})", flush=True)
     return rc
 

@@ -3,8 +3,11 @@
 The commands never rewrite what a person wrote: they keep their changes in one block at the end of the file,
 between two marker lines, as two literals (``_mailstead_users``: address -> user dict, or None for a removed
 user; ``_mailstead_aliases``: source -> targets, or None for a removed alias) and two lines that apply them
-over whatever ``users`` and ``aliases`` the file set above. Names starting with '_' are not settings (pyinfra
-and mailstead.inventory skip them)."""
+over whatever ``users`` and ``aliases`` the file set above. Once `domain add` has run, the block also holds
+``_mailstead_domains`` (the domains it added) and a line that appends them to the ``domains`` the file set
+above; when the file sets no ``domains`` (they come from all.py), `domain add` records the environment's whole
+list there, since a group_data file cannot see another file's values. Names starting with '_' are not settings
+(pyinfra and mailstead.inventory skip them)."""
 
 from __future__ import annotations
 
@@ -42,8 +45,33 @@ def read_block(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return found.get("_mailstead_users", {}), found.get("_mailstead_aliases", {})
 
 
-def render_block(users: dict[str, Any], aliases: dict[str, Any]) -> str:
-    return "\n".join([
+def read_domains(text: str) -> list[str]:
+    """The domains `domain add` recorded in the block of ``text`` (empty when none)."""
+    if BEGIN not in text:
+        return []
+    body = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    for node in ast.parse(body).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == "_mailstead_domains":
+                return list(ast.literal_eval(node.value))
+    return []
+
+
+def sets_outside_block(text: str, name: str) -> bool:
+    """True when the file's own text (not the block) assigns ``name`` at top level."""
+    head = text.split(BEGIN, 1)[0]
+    tail = text.split(BEGIN, 1)[1].split(END, 1)[1] if BEGIN in text and END in text else ""
+    for part in (head, tail):
+        for node in ast.parse(part).body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                    return True
+    return False
+
+
+def render_block(users: dict[str, Any], aliases: dict[str, Any], domains: list[str] | None = None) -> str:
+    lines = [
         BEGIN,
         f"_mailstead_users = {pprint.pformat(users, width=110, sort_dicts=True)}",
         f"_mailstead_aliases = {pprint.pformat(aliases, width=110, sort_dicts=True)}",
@@ -51,29 +79,36 @@ def render_block(users: dict[str, Any], aliases: dict[str, Any]) -> str:
         "[u for u in _mailstead_users.values() if u]",
         'aliases = {**{k: v for k, v in globals().get("aliases", {}).items() if k not in _mailstead_aliases}, '
         "**{k: v for k, v in _mailstead_aliases.items() if v}}",
-        END,
-    ]) + "\n"
+    ]
+    if domains:  # only once `domain add` ran: a block of users and aliases stays as it was
+        lines += [
+            f"_mailstead_domains = {pprint.pformat(list(domains), width=110)}",
+            'domains = list(dict.fromkeys([*globals().get("domains", []), *_mailstead_domains]))',
+        ]
+    return "\n".join(lines + [END]) + "\n"
 
 
-def with_block(text: str, users: dict[str, Any], aliases: dict[str, Any]) -> str:
-    """``text`` with its block replaced by (or, the first time, followed by) the block of users/aliases."""
+def with_block(text: str, users: dict[str, Any], aliases: dict[str, Any], domains: list[str] | None = None) -> str:
+    """``text`` with its block replaced by (or, the first time, followed by) the block of users/aliases/domains."""
     if BEGIN in text:
         head, rest = text.split(BEGIN, 1)
         tail = rest.split(END, 1)[1].lstrip("\n") if END in rest else ""
     else:
         head, tail = text, ""
     head = head.rstrip("\n") + "\n\n" if head.strip() else ""
-    return head + render_block(users, aliases) + tail
+    return head + render_block(users, aliases, domains) + tail
 
 
-def edit(path: Path, users: dict[str, Any] | None = None, aliases: dict[str, Any] | None = None) -> None:
-    """Merge ``users``/``aliases`` (None values = removals) into the file's block; the file is replaced whole
-    (written next to it, then renamed) and must still parse."""
+def edit(path: Path, users: dict[str, Any] | None = None, aliases: dict[str, Any] | None = None,
+         domains: list[str] | None = None) -> None:
+    """Merge ``users``/``aliases`` (None values = removals) and ``domains`` (appended, each once) into the file's
+    block; the file is replaced whole (written next to it, then renamed) and must still parse."""
     text = path.read_text() if path.exists() else ""
     cur_users, cur_aliases = read_block(text)
     cur_users.update(users or {})
     cur_aliases.update(aliases or {})
-    new = with_block(text, cur_users, cur_aliases)
+    cur_domains = list(dict.fromkeys(read_domains(text) + list(domains or [])))
+    new = with_block(text, cur_users, cur_aliases, cur_domains)
     ast.parse(new, filename=str(path))
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(new)

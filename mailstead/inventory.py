@@ -324,11 +324,15 @@ def load_inventory(inventory_path: str | os.PathLike = "inventory.py"):
     from pyinfra.api import State
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory_from_files
+    from pyinfra_cli.util import PYTHON_CODES
 
     path = Path(inventory_path)
     if not path.is_file():
         raise SettingsError([Issue(str(inventory_path), "", "no such inventory file; give it with --inventory FILE")],
                             before_connect=True)
+    # pyinfra keeps each file's compiled code by file name for the life of the process: a second load after a
+    # day-2 command edited a group_data file would run the old text
+    PYTHON_CODES.clear()
     with ctx_state.use(State()):
         return make_inventory_from_files(str(path), cwd=os.getcwd())
 

@@ -22,6 +22,21 @@ def dmarc_record(tags: Mapping[str, str]) -> str:
     return "; ".join(["v=DMARC1"] + [f"{t}={tags[t]}" for t in DMARC_TAGS if t in tags])
 
 
+def dmarc_report_domains(tags: Mapping[str, str]) -> list[str]:
+    """The domains of the DMARC record's report addresses (the `mailto:` URIs of rua and ruf), lower case.
+    A report address outside the domain a DMARC record is for counts only when the address's domain
+    publishes ``<domain>._report._dmarc.<its domain> TXT "v=DMARC1"`` (RFC 7489 section 7.1)."""
+    out: list[str] = []
+    for tag in ("rua", "ruf"):
+        for uri in (tags.get(tag) or "").split(","):
+            uri = uri.strip()
+            if uri[:7].lower() == "mailto:" and "@" in uri:
+                domain = uri[7:].rsplit("@", 1)[1].split("!", 1)[0].strip().lower().rstrip(".")
+                if domain and domain not in out:
+                    out.append(domain)
+    return out
+
+
 def spf_record(sending_hosts: Iterable[Host]) -> str:
     """`v=spf1` listing exactly the hosts that send the domain's mail (their addresses, else their name)."""
     mech = []

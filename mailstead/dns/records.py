@@ -196,6 +196,15 @@ def compute(env: EnvironmentSettings, dkim_public: Mapping[str, list[DkimPublic]
             add(f"{svc}.{domain}", "SRV", "0 0 0 .")
         add(domain, "CAA", f'0 issue "{env.caa_issuer}"')
 
+    # DMARC reports of every domain go to the report address(es): a report domain of ours authorizes the
+    # environment's other domains to send it their reports (RFC 7489 7.1), else receivers drop those reports
+    ours = [norm_name(d) for d in env.domains]
+    for report_domain in policies.dmarc_report_domains(env.dmarc):
+        if report_domain in ours:
+            for domain in ours:
+                if domain != report_domain:
+                    add(f"{domain}._report._dmarc.{report_domain}", "TXT", txt_value("v=DMARC1"))
+
     if env.dnssec and tls_pubkey_hashes:
         for h in reals + traps:
             hashes = tls_pubkey_hashes.get(norm_name(h.fqdn))

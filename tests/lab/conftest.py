@@ -62,3 +62,15 @@ def mail_hosts(status) -> list[dict]:
 @pytest.fixture(scope="session")
 def mailstead_hosts(status) -> list[dict]:
     return [h for h in status["hosts"] if {"mailservers", "spamtraps"} & set(h["roles"])]
+
+
+@pytest.fixture(scope="session")
+def postfix(lab, deployed):
+    """Postfix 3.10 on infra, sending to the Internet of the lab (MX lookups through the lab's DNS)."""
+    if lab.exec("infra", "sh", "-c", "command -v postconf", check=False).returncode != 0:
+        lab.exec("infra", "sh", "-c", "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive "
+                 "apt-get install -y -q --no-install-recommends postfix >/dev/null", timeout=300)
+    lab.exec("infra", "postconf", "-e", "inet_interfaces=loopback-only", "mydestination=", "relayhost=",
+             "smtp_tls_security_level=may")
+    lab.exec("infra", "systemctl", "restart", "postfix")
+    return "infra"

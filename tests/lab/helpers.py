@@ -7,6 +7,7 @@ every client runs inside the lab network (`labctl net`, `lab.net`), as the rules
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -390,3 +391,35 @@ def s3_requests(lab) -> list[dict]:
 
 def s3_stop(lab) -> None:
     lab.exec("infra", "systemctl", "stop", S3_UNIT, check=False)
+
+
+# ----------------------------------------------------------------------------- DKIM
+
+VERIFY_SCRIPT = r"""
+import base64, json, sys
+import dkim, dns.resolver
+ARGS = json.loads(sys.argv[1])
+res = dns.resolver.Resolver(configure=False)
+res.nameservers = [ARGS["resolver"]]
+def dnsfunc(name, timeout=5):
+    name = name.decode() if isinstance(name, bytes) else name
+    ans = res.resolve(name, "TXT", lifetime=timeout)
+    return b"".join(b"".join(r.strings) for r in ans)
+msg = base64.b64decode(ARGS["message"])
+d = dkim.DKIM(msg)
+sigs = [v for k, v in d.headers if k.lower() == b"dkim-signature"]
+out = []
+for i, s in enumerate(sigs):
+    tags = dict(t.strip().split(b"=", 1) for t in s.split(b";") if b"=" in t)
+    out.append({"a": tags[b"a"].decode().strip(), "s": tags[b"s"].decode().strip(), "d": tags[b"d"].decode().strip(),
+                "ok": bool(dkim.DKIM(msg).verify(idx=i, dnsfunc=dnsfunc))})
+print(json.dumps(out))
+"""
+
+
+def verify_signatures(lab, message: bytes) -> list[dict]:
+    args = json.dumps({"resolver": "198.51.100.1", "message": base64.b64encode(message).decode()})
+    p = subprocess.run(lab.net_argv([sys.executable, "-c", VERIFY_SCRIPT, args]), cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])

@@ -23,10 +23,6 @@ environments and from its outside world.
 
 from __future__ import annotations
 
-import base64
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +30,6 @@ import pytest
 
 from mailstead import dkim
 from helpers import (
-    ROOT,
     drive,
     env_host,
     find_in_maildir,
@@ -46,6 +41,7 @@ from helpers import (
     run_tasks,
     swaks,
     token,
+    verify_signatures,
 )
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -53,27 +49,6 @@ GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 LISTED = {"198.51.100.241": "grey", "198.51.100.242": "block", "198.51.100.243": "junk"}
 UNLISTED = "198.51.100.244"
 GREYLIST_TIMEOUT = 15  # tests/lab/group_data/all.py
-
-VERIFY_SCRIPT = r"""
-import base64, json, sys
-import dkim, dns.resolver
-ARGS = json.loads(sys.argv[1])
-res = dns.resolver.Resolver(configure=False)
-res.nameservers = [ARGS["resolver"]]
-def dnsfunc(name, timeout=5):
-    name = name.decode() if isinstance(name, bytes) else name
-    ans = res.resolve(name, "TXT", lifetime=timeout)
-    return b"".join(b"".join(r.strings) for r in ans)
-msg = base64.b64decode(ARGS["message"])
-d = dkim.DKIM(msg)
-sigs = [v for k, v in d.headers if k.lower() == b"dkim-signature"]
-out = []
-for i, s in enumerate(sigs):
-    tags = dict(t.strip().split(b"=", 1) for t in s.split(b";") if b"=" in t)
-    out.append({"a": tags[b"a"].decode().strip(), "s": tags[b"s"].decode().strip(), "d": tags[b"d"].decode().strip(),
-                "ok": bool(dkim.DKIM(msg).verify(idx=i, dnsfunc=dnsfunc))})
-print(json.dumps(out))
-"""
 
 IMAP_MOVE_SCRIPT = r"""
 import imaplib, ssl
@@ -163,14 +138,6 @@ def test_local_config_file_is_written_and_removed_with_the_setting(lab, filterin
 
 
 # ----------------------------------------------------------------------------- DKIM signing
-
-
-def verify_signatures(lab, message: bytes) -> list[dict]:
-    args = json.dumps({"resolver": "198.51.100.1", "message": base64.b64encode(message).decode()})
-    p = subprocess.run(lab.net_argv([sys.executable, "-c", VERIFY_SCRIPT, args]), cwd=ROOT, capture_output=True,
-                       text=True, timeout=120)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def rspamd_log_for(lab, host: str, needle: str, timeout: float = 15) -> str:

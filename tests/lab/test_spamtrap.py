@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from lablib import topology
 
 from helpers import LAB_INVENTORY, LABCTL, ROOT, env_host, find_in_maildir, swaks, token
@@ -18,18 +17,6 @@ from helpers import LAB_INVENTORY, LABCTL, ROOT, env_host, find_in_maildir, swak
 MAP_FILE = "/var/lib/mailstead/spamtrap-sources.map"
 FIRST_MAP_FILE = "/var/lib/mailstead/spamtrap-first-sources.map"
 BOT = topology.OUTSIDE_POOL_V4[8]
-
-
-@pytest.fixture(scope="module")
-def postfix(lab, deployed):
-    """Postfix 3.10 on infra, sending to the Internet of the lab (MX lookups through the lab's DNS)."""
-    if lab.exec("infra", "sh", "-c", "command -v postconf", check=False).returncode != 0:
-        lab.exec("infra", "sh", "-c", "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive "
-                 "apt-get install -y -q --no-install-recommends postfix >/dev/null", timeout=300)
-    lab.exec("infra", "postconf", "-e", "inet_interfaces=loopback-only", "mydestination=", "relayhost=",
-             "smtp_tls_security_level=may")
-    lab.exec("infra", "systemctl", "restart", "postfix")
-    return "infra"
 
 
 def publish(lab, prod: str) -> None:
