@@ -25,6 +25,7 @@ RESTIC = "/usr/local/sbin/mailstead-restic"
 SLACK = 3600  # the timer's RandomizedDelaySec (30 min) and a run's own duration
 TIMER_UNIT = "/etc/systemd/system/mailstead-backup.timer"
 SEP = "--mailstead-backup-check--"
+RESTIC_WAIT = 45  # seconds; restic retries for many minutes when the repository host errs (a missing S3 bucket)
 _STAMP_RE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
 
 
@@ -32,7 +33,7 @@ def script(fqdn: str, schedule: str) -> str:
     """What the check runs on the host (schedule: validated OnCalendar text, no quotes possible)."""
     return f"""export TZ=UTC
 err=$(mktemp); trap 'rm -f "$err"' EXIT
-if [ -x {RESTIC} ]; then {RESTIC} snapshots --json --no-lock --host {fqdn} --tag mailstead 2>"$err"; rc=$?
+if [ -x {RESTIC} ]; then timeout {RESTIC_WAIT} {RESTIC} snapshots --json --no-lock --host {fqdn} --tag mailstead 2>"$err"; rc=$?
   echo; echo "rc=$rc"; tail -n 3 "$err"
 else echo no-restic; fi
 echo {SEP}
@@ -98,6 +99,9 @@ def parse_state(text: str) -> BackupState:
             snapshots = [snapshot_time(s["time"]) for s in json.loads(body.strip() or "[]")]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             error = f"cannot read restic's answer: {exc}"
+    elif rc.strip() == "124":
+        error = (f"restic got no answer within {RESTIC_WAIT} s (it retries while the repository host errs, "
+                 "e.g. an S3 bucket that does not exist yet)")
     elif rc.strip() == "10" or "repository does not exist" in stderr:
         snapshots = []  # never initialised: the first backup run creates it
     else:

@@ -76,6 +76,7 @@ def test_the_interval_is_the_longest_gap_of_the_schedule():
     (answer("", rc=10, err=NO_REPO, set_up_hours_ago=1, result="exit-code", started="Sun 2026-11-29 08:00:00 UTC"),
      PROBLEM, "no backup snapshot at all; the last run"),
     (answer("", rc=1, err=AUTH_ERROR), PROBLEM, "cannot read the backup repository: Fatal: unable to open repository"),
+    (answer("", rc=124), PROBLEM, "restic got no answer within 45 s"),
     ("no-restic\n" + answer()[answer().index(SEP):], PROBLEM, "mailstead-restic is missing"),
     (answer("[{]"), PROBLEM, "cannot read restic's answer"),
 ])
