@@ -23,12 +23,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mailstead import secrets
 from mailstead.check.hostcheck import ssh_argv
+from mailstead.settings.errors import Issue, SettingsError
 from mailstead.settings.fields import split_address
 
 BIN = "/usr/local/sbin"
 RESTIC = f"{BIN}/mailstead-restic"
 VMAIL = "/var/vmail"
 BAYES_DUMP = "/var/lib/valkey/dump.rdb"  # rspamd's Bayes data and greylisting state (Valkey's snapshot)
+S3_REQUIRED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+S3_OPTIONAL = ("AWS_DEFAULT_REGION",)
+_S3_VALUE_RE = re.compile(r"^[A-Za-z0-9/+=._-]{1,256}$")
 
 
 def backup_secrets(secrets_dir, fqdn: str, create: bool = True) -> tuple[bytes, bytes, bytes] | None:
@@ -50,6 +54,45 @@ def backup_secrets(secrets_dir, fqdn: str, create: bool = True) -> tuple[bytes, 
             pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
             secrets.write_private(pub_file, pub + f" mailstead-backup@{fqdn}\n".encode())
     return pw_file.read_bytes(), key_file.read_bytes(), pub_file.read_bytes()
+
+
+def s3_credentials(secrets_dir, fqdn: str) -> bytes:
+    """The access key of an S3 repository for a mail host, read from secrets_dir (backup/<fqdn>.s3-credentials,
+    else backup/s3-credentials; written by the operator): `NAME=value` lines, AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY required, AWS_DEFAULT_REGION optional, '#' comments. Returned normalised (safe to
+    source in sh: values are letters, digits and / + = . _ - only). Errors name the file, the line and the fix,
+    never a value."""
+    path = secrets.backup_s3_credentials_file(secrets_dir, fqdn)
+    how = (f"write it with the lines AWS_ACCESS_KEY_ID=<key id> and AWS_SECRET_ACCESS_KEY=<secret> of the "
+           f"bucket's access key (from your S3 provider), then chmod 600 {path}")
+
+    def bad(message: str) -> SettingsError:
+        return SettingsError([Issue(str(path), "", message, [fqdn])])
+
+    if not path.is_file():
+        raise bad(f"backup.repository is an s3: repository, so its access key must be in this file; {how}")
+    if path.stat().st_mode & 0o077:
+        raise bad(f"the S3 access key is readable by others; chmod 600 {path}")
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, eq, value = line.partition("=")
+        name = name.strip()
+        if not eq or name not in S3_REQUIRED + S3_OPTIONAL:
+            raise bad(f"line {number}: expected NAME=value with NAME one of {', '.join(S3_REQUIRED + S3_OPTIONAL)}; "
+                      f"{how}")
+        if name in values:
+            raise bad(f"line {number}: {name} is given twice; keep one")
+        if not _S3_VALUE_RE.match(value.strip()):
+            raise bad(f"line {number}: the value of {name} must be 1-256 letters, digits or / + = . _ - (no "
+                      "quotes, no spaces); write it as the provider shows it")
+        values[name] = value.strip()
+    missing = [n for n in S3_REQUIRED if n not in values]
+    if missing:
+        raise bad(f"{' and '.join(missing)} missing; {how}")
+    return "".join(f"{n}={values[n]}\n" for n in S3_REQUIRED + S3_OPTIONAL if n in values).encode()
 
 
 def restore_script(fqdn: str, address: str | None) -> str:

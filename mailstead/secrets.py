@@ -14,6 +14,8 @@ files 0600:
   acme/<fqdn>/cert.key                 tls.mode 'acme': the host's certificate key (EC P-256), reused by every
                                        renewal (a TLSA 3 1 1 record pins it)
   tls/<fqdn>.spki-sha256               optional, written by hand: the host's TLSA 3 1 1 hashes (hex, one per line)
+  backup/<fqdn>.password, .ssh-key     a mail host's restic repository password and SFTP key (made by the deploy)
+  backup/[<fqdn>.]s3-credentials       written by the operator: the access key of an S3 backup repository
   <dns.secret_file>                    the DNS provider's credential, when given as a relative file name
 
 Everything mailstead writes there goes through ``write_private``: the file is made 0600 from the start, under a
@@ -92,6 +94,13 @@ def backup_ssh_key_file(secrets_dir: str | os.PathLike, fqdn: str) -> Path:
     """The SSH key (OpenSSH format; its public half next to it as .pub) a mail host reaches an SFTP repository
     with: kept here so that a rebuilt host keeps its access."""
     return secrets_root(secrets_dir) / "backup" / f"{fqdn}.ssh-key"
+
+
+def backup_s3_credentials_file(secrets_dir: str | os.PathLike, fqdn: str) -> Path:
+    """The access key of an S3-compatible backup repository: `backup/<fqdn>.s3-credentials` when that host has
+    one of its own, else `backup/s3-credentials` (one key for every mail host)."""
+    own = secrets_root(secrets_dir) / "backup" / f"{fqdn}.s3-credentials"
+    return own if own.exists() else secrets_root(secrets_dir) / "backup" / "s3-credentials"
 
 
 def credential_file(secrets_dir: str | os.PathLike, name: str | os.PathLike) -> Path:

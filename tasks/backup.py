@@ -3,6 +3,8 @@ password and SSH key from the deploy machine's secrets_dir (mailstead.backup), a
 them, the backup script and a systemd timer.
 
   /etc/mailstead/backup/{password,id_ed25519}   root 0600 (secrets; content never shown)
+  /etc/mailstead/backup/s3-credentials          root 0600, S3 repositories only: the access key from
+                                                secrets_dir/backup/[<fqdn>.]s3-credentials (mailstead.backup)
   /etc/mailstead/backup/ssh_config              SSH settings of restic's SFTP backend
   /usr/local/sbin/mailstead-restic              restic with this host's repository
   /usr/local/sbin/mailstead-backup              init (first run), backup, forget --prune
@@ -17,11 +19,13 @@ from __future__ import annotations
 from pyinfra.operations import apt
 
 from mailstead import secrets
-from mailstead.backup import BAYES_DUMP, BIN, VMAIL, backup_secrets
-from tasks.common import (DAEMON_RELOAD, checked_file, dry_run, enable_and_start, ensure_directory, render, run_pending,
-                          would_create)
+from mailstead.backup import BAYES_DUMP, BIN, VMAIL, backup_secrets, s3_credentials
+from tasks.common import (DAEMON_RELOAD, absent_file, checked_file, dry_run, enable_and_start, ensure_directory, render,
+                          run_pending, would_create)
+
 TIMER_MARKER = "mailstead-backup-timer"
 CONF_DIR = "/etc/mailstead/backup"
+S3_CREDENTIALS = f"{CONF_DIR}/s3-credentials"
 PATHS = (VMAIL, "/var/spool/smtpd")
 
 
@@ -42,9 +46,14 @@ def deploy(settings, env, results) -> None:
         checked_file(name="backup: repository password", dest=f"{CONF_DIR}/password", content=password, mode="600",
                      secret=True)
         checked_file(name="backup: SSH key", dest=f"{CONF_DIR}/id_ed25519", content=key, mode="600", secret=True)
-    ctx = {"conf_dir": CONF_DIR, "bin_dir": BIN, "fqdn": fqdn, "repository": b.repository_for(fqdn),
-           "paths": PATHS, "bayes_dump": BAYES_DUMP, "schedule": b.schedule, "keep_daily": b.keep_daily, "keep_weekly": b.keep_weekly,
-           "keep_monthly": b.keep_monthly}
+    if b.is_s3:
+        checked_file(name="backup: S3 access key", dest=S3_CREDENTIALS, content=s3_credentials(env.secrets_dir, fqdn),
+                     mode="600", secret=True)
+    else:
+        absent_file(name="backup: no S3 access key", path=S3_CREDENTIALS)
+    ctx = {"conf_dir": CONF_DIR, "s3_credentials": S3_CREDENTIALS if b.is_s3 else None, "bin_dir": BIN, "fqdn": fqdn,
+           "repository": b.repository_for(fqdn), "paths": PATHS, "bayes_dump": BAYES_DUMP, "schedule": b.schedule,
+           "keep_daily": b.keep_daily, "keep_weekly": b.keep_weekly, "keep_monthly": b.keep_monthly}
     checked_file(name="backup: ssh_config", dest=f"{CONF_DIR}/ssh_config", content=render("backup/ssh_config.j2", **ctx),
                  mode="600", secret=False)
     for script in ("mailstead-restic", "mailstead-backup"):

@@ -9,7 +9,8 @@ Modules:
   dnscheck   live DNS vs the computed records, PTR, DNS blocklists, TLSA, MTA-STS policy
   netcheck   TLS on each port, open relay probe, what the spamtraps do
   hostcheck  over SSH: failed systemd units, mail queue, disk use of the mail store
-  releases   a newer OpenSMTPD release than the one the host runs
+  releases   a newer OpenSMTPD release than the one the host runs, a Debian security fix of it (debiansec)
+  backupcheck  over SSH: the newest restic snapshot and the last backup run vs the timer's interval
   run        run_checks: every check for every domain and host
   cli        the command line
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailstead.check import dnscheck, hostcheck, netcheck, releases
+from mailstead.check import backupcheck, dnscheck, hostcheck, netcheck, releases
 from mailstead.check.findings import Check, Context, Finding, problem
 
 
@@ -38,4 +38,5 @@ def run_checks(ctx: Context) -> list[Finding]:
             out += _guarded(hostcheck.over_ssh, "ssh", t.fqdn, ctx, t)
         for t in ctx.mail_targets:
             out += _guarded(releases.opensmtpd_release, "opensmtpd", t.fqdn, ctx, t)
+            out += _guarded(backupcheck.backup_freshness, "backup", t.fqdn, ctx, t)
     return out

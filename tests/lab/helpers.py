@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from lablib import worldca
+
 ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = ROOT / "tests" / "lab"
 LABCTL = str(LAB_DIR / "labctl")
@@ -335,6 +337,60 @@ def authorize_backup_keys(lab, status) -> None:
              "install -d -o restic -g restic -m 700 /srv/restic /srv/restic/.ssh; "
              "cat > /srv/restic/.ssh/authorized_keys; chown restic:restic /srv/restic/.ssh/authorized_keys; "
              "chmod 600 /srv/restic/.ssh/authorized_keys", input=keys)
+
+
+# ----------------------------------------------------------------------------- an S3-compatible server
+
+S3_UNIT = "mailstead-lab-s3"
+S3_PORT = 9000
+S3_DIR = "/etc/mailstead-lab-s3"
+S3_RECORDING = "/var/lib/mailstead-lab-s3/requests.jsonl"
+# moto's server mode (Debian's python3-moto; its S3 API is what restic's minio-go client speaks). Paths as the
+# bucket's address (no bucket names in host names); every request recorded with its headers, so a test sees
+# which access key signed it. moto's signature check of requests is off: it refuses restic's ListObjectsV2
+# (delimiter '/') with SignatureDoesNotMatch even with a valid key (moto 5.1.1).
+S3_START = f"""set -e
+dpkg -s python3-moto python3-flask-cors >/dev/null 2>&1 || {{
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-moto python3-flask-cors >/dev/null; }}
+systemctl stop {S3_UNIT} 2>/dev/null || true
+systemctl reset-failed {S3_UNIT} 2>/dev/null || true
+mkdir -p $(dirname {S3_RECORDING}); rm -f {S3_RECORDING}
+systemd-run -q --unit {S3_UNIT} -E S3_IGNORE_SUBDOMAIN_BUCKETNAME=true -E MOTO_ENABLE_RECORDING=true \\
+  -E MOTO_RECORDER_FILEPATH={S3_RECORDING} \\
+  moto_server -H :: -p {S3_PORT} -c {S3_DIR}/cert.pem -k {S3_DIR}/key.pem
+for i in $(seq 100); do
+  python3 -c 'import socket; socket.create_connection(("127.0.0.1", {S3_PORT}), 1)' 2>/dev/null && exit 0
+  sleep 0.1
+done
+exit 1
+"""
+
+
+def s3_server(lab, status) -> str:
+    """Start (again: moto keeps everything in memory) an S3-compatible server on infra, https on port 9000 with
+    a certificate of the lab's world CA for infra.lab.test; the mail hosts are made to trust that CA (as an
+    operator of a private S3 service does). Returns its https URL."""
+    state_dir = Path(status["state_dir"])
+    cert, key = worldca.ensure_leaf(state_dir, "infra", ["infra.lab.test"])
+    lab.exec("infra", "sh", "-c", f"install -d -m 700 {S3_DIR} && cat > {S3_DIR}/cert.pem", input=cert)
+    lab.exec("infra", "sh", "-c", f"umask 077 && cat > {S3_DIR}/key.pem", input=key)
+    lab.exec("infra", "sh", "-c", S3_START, timeout=600)
+    ca = worldca.ensure_ca(state_dir).read_text()
+    for h in status["hosts"]:
+        if "mailservers" in h["roles"]:
+            lab.exec(h["name"], "sh", "-c", "cat > /usr/local/share/ca-certificates/mailstead-lab-world.crt && "
+                     "update-ca-certificates >/dev/null", input=ca)
+    return f"https://infra.lab.test:{S3_PORT}"
+
+
+def s3_requests(lab) -> list[dict]:
+    """The requests the S3 server received (method, url, headers), oldest first."""
+    out = lab.exec("infra", "cat", S3_RECORDING, check=False).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def s3_stop(lab) -> None:
+    lab.exec("infra", "systemctl", "stop", S3_UNIT, check=False)
 
 
 # ----------------------------------------------------------------------------- DKIM
