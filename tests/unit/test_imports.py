@@ -74,3 +74,11 @@ def test_dns_cli_import_order_keeps_https_working():
             "urllib3.util.ssl_.create_urllib3_context()\n")
     proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_unit_and_lab_test_modules_have_different_names():
+    """pytest imports test modules by basename (rootdir-relative, no packages): a unit and a lab module of the
+    same name stop `make test` at collection, although each suite alone runs fine."""
+    unit = {p.name for p in (ROOT / "tests" / "unit").glob("test_*.py")}
+    lab = {p.name for p in (ROOT / "tests" / "lab").glob("test_*.py")}
+    assert not unit & lab, f"rename one of each pair: {sorted(unit & lab)}"
