@@ -12,10 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from debian.changelog import Changelog
+from debian.deb822 import Deb822
+from debian.debian_support import Version
+
 from mailstead.check.findings import Finding, ok, warning
 
 CVE_RE = re.compile(r"\bCVE-\d{4}-\d{4,}\b")
-_HEADER_RE = re.compile(r"^(\S+) \(([^)\s]+)\) [^;]*;", re.M)
 NO_SECURITY_SUITE = {"sid", "unstable", "experimental", "rc-buggy"}
 
 
@@ -39,21 +42,9 @@ class SourcePackage:
         return f"{self.uri.rstrip('/')}/{self.directory}/{self.debian_tarball}"
 
 
-def parse_stanzas(text: str) -> list[dict[str, str]]:
-    """deb822 paragraphs (continuation lines joined with newlines)."""
-    out: list[dict[str, str]] = []
-    for para in re.split(r"\n\s*\n", text.strip()):
-        fields: dict[str, str] = {}
-        key = None
-        for line in para.splitlines():
-            if line[:1] in (" ", "\t") and key:
-                fields[key] += "\n" + line.strip()
-            elif ":" in line:
-                key, _, value = line.partition(":")
-                fields[key] = value.strip()
-        if fields:
-            out.append(fields)
-    return out
+def parse_stanzas(text: str) -> list[Deb822]:
+    """The deb822 paragraphs of a Sources index (python-debian's parser)."""
+    return list(Deb822.iter_paragraphs(text.splitlines()))
 
 
 def parse_host_output(text: str) -> tuple[dict[str, list[SourcePackage]], set[str]]:
@@ -83,53 +74,20 @@ def parse_host_output(text: str) -> tuple[dict[str, list[SourcePackage]], set[st
     return found, missing
 
 
-def _order(c: str) -> int:
-    if c == "~":
-        return -1
-    if c.isalpha():
-        return ord(c)
-    return ord(c) + 256 if c else 0
-
-
-def _compare_part(a: str, b: str) -> int:
-    """dpkg's comparison of an upstream version or a Debian revision."""
-    while a or b:
-        na = re.match(r"[^\d]*", a).group()
-        nb = re.match(r"[^\d]*", b).group()
-        a, b = a[len(na):], b[len(nb):]
-        for i in range(max(len(na), len(nb))):
-            ca, cb = _order(na[i] if i < len(na) else ""), _order(nb[i] if i < len(nb) else "")
-            if ca != cb:
-                return -1 if ca < cb else 1
-        da = re.match(r"\d*", a).group()
-        db = re.match(r"\d*", b).group()
-        a, b = a[len(da):], b[len(db):]
-        if int(da or 0) != int(db or 0):
-            return -1 if int(da or 0) < int(db or 0) else 1
-    return 0
-
-
 def split_version(v: str) -> tuple[int, str, str]:
-    epoch, _, rest = v.rpartition(":") if ":" in v else ("0", "", v)
-    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
-    return int(epoch or 0), upstream, revision
+    """(epoch, upstream version, Debian revision) of a Debian version."""
+    version = Version(v)
+    return int(version.epoch or 0), version.upstream_version or "", version.debian_revision or ""
 
 
 def compare_versions(a: str, b: str) -> int:
-    """-1, 0 or 1 as dpkg --compare-versions orders Debian versions."""
-    ea, ua, ra = split_version(a)
-    eb, ub, rb = split_version(b)
-    if ea != eb:
-        return -1 if ea < eb else 1
-    return _compare_part(ua, ub) or _compare_part(ra, rb)
+    """-1, 0 or 1 as dpkg --compare-versions orders Debian versions (python-debian's Version)."""
+    va, vb = Version(a), Version(b)
+    return (va > vb) - (va < vb)
 
 
 def newest(pkgs: Iterable[SourcePackage]) -> SourcePackage | None:
-    best = None
-    for p in pkgs:
-        if best is None or compare_versions(p.version, best.version) > 0:
-            best = p
-    return best
+    return max(pkgs, key=lambda p: Version(p.version), default=None)
 
 
 def candidates(found: dict[str, list[SourcePackage]], pinned: str) -> list[SourcePackage]:
@@ -144,10 +102,8 @@ def needs_changelog(p: SourcePackage) -> bool:
 
 
 def changelog_entries(text: str) -> list[tuple[str, str]]:
-    """(version, text) of each debian/changelog entry, newest first."""
-    heads = list(_HEADER_RE.finditer(text))
-    return [(m.group(2), text[m.end():heads[i + 1].start() if i + 1 < len(heads) else len(text)])
-            for i, m in enumerate(heads)]
+    """(version, text) of each debian/changelog entry, newest first (python-debian's Changelog)."""
+    return [(str(block.version), "\n".join(block.changes())) for block in Changelog(text, strict=False)]
 
 
 def patched_cves(changelog: str, pinned: str) -> list[str]:

@@ -11,6 +11,8 @@ import subprocess
 import tarfile
 from typing import Iterable
 
+from debian.debian_support import Version
+
 from mailstead.check import debiansec
 from mailstead.check.findings import Context, Finding, Target, ok, warning
 
@@ -48,13 +50,8 @@ base64 "$tmp/debian.tar"
 
 
 def upstream_part(debian_version: str) -> str:
-    """'7.9.0p0-1' -> '7.9.0p0' (epoch and Debian revision dropped)."""
-    v = debian_version.split(":", 1)[-1]
-    return v.rsplit("-", 1)[0] if "-" in v else v
-
-
-def version_key(v: str) -> tuple:
-    return tuple(int(x) for x in re.findall(r"\d+", v))
+    """'1:7.9.0p0-1' -> '7.9.0p0' (epoch and Debian revision dropped)."""
+    return Version(debian_version).upstream_version or ""
 
 
 def newer_release(t: Target, versions: list[str]) -> Iterable[Finding]:
@@ -64,8 +61,8 @@ def newer_release(t: Target, versions: list[str]) -> Iterable[Finding]:
         yield warning("opensmtpd", t.fqdn, f"could not read opensmtpd's versions in {suite}'s Sources index",
                       "check the host's apt configuration (apt-get update)")
         return
-    newest = max((upstream_part(v) for v in versions), key=version_key)
-    if version_key(newest) > version_key(pinned):
+    newest = max((upstream_part(v) for v in versions), key=Version)
+    if Version(newest) > Version(pinned):
         yield warning("opensmtpd", t.fqdn, f"OpenSMTPD {newest} is in {suite}; {pinned} is pinned",
                       f"read its release notes, then set opensmtpd = {{'version': '{newest}'}} and roll it out")
     else:

@@ -147,3 +147,13 @@ def test_a_newer_opensmtpd_in_the_suite_is_a_warning():
     assert f.status == WARNING and "7.10.1p0" in f.detail and "opensmtpd = {'version': '7.10.1p0'}" in f.fix
     [f] = newer_release(Target(settings=_Smtpd("7.9.0p0")), [])
     assert f.status == WARNING
+
+
+def test_release_order_is_debians_not_the_string_order():
+    """7.10 is newer than 7.9, and a 'p1' portable release newer than 'p0' (dpkg's order, python-debian)."""
+    from mailstead.check.releases import newer_release
+
+    [f] = newer_release(Target(settings=_Smtpd("7.9.0p0")), ["7.9.0p1-1"])
+    assert f.status == WARNING and "7.9.0p1" in f.detail
+    [f] = newer_release(Target(settings=_Smtpd("7.10.0p0")), ["7.9.0p0-1", "7.9.9p9-1"])
+    assert f.status == OK
