@@ -11,8 +11,6 @@ a rebuilt host reads its old backups), and the commands
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import re
 import secrets as _random
 import subprocess
@@ -22,6 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mailstead import secrets
+from mailstead.check import backupcheck
+from mailstead.check.findings import OK
 from mailstead.check.hostcheck import ssh_argv
 from mailstead.settings.errors import Issue, SettingsError
 from mailstead.settings.fields import split_address
@@ -125,7 +125,8 @@ echo restored {path} from the latest snapshot of {fqdn}
 {bayes}"""
 
 
-def _hosts(inventory_file: str, env: str | None, host: str | None) -> list[tuple[str, list[str]]]:
+def _hosts(inventory_file: str, env: str | None, host: str | None) -> list[tuple[str, list[str], str]]:
+    """(fqdn, ssh argv, backup schedule) of each mail host of the inventory that matches env / host."""
     from mailstead.inventory import load_inventory
     from mailstead.settings import from_host
 
@@ -134,7 +135,7 @@ def _hosts(inventory_file: str, env: str | None, host: str | None) -> list[tuple
         s = from_host(h)
         if not s.is_mailserver or (env and s.environment != env) or (host and host not in (h.name, s.fqdn)):
             continue
-        out.append((str(s.fqdn), ssh_argv(h.data.dict(), str(s.fqdn))))
+        out.append((str(s.fqdn), ssh_argv(h.data.dict(), str(s.fqdn)), s.backup.schedule))
     if not out:
         raise SystemExit(f"{inventory_file}: no mail host matches")
     return out
@@ -142,23 +143,6 @@ def _hosts(inventory_file: str, env: str | None, host: str | None) -> list[tuple
 
 def _run(argv: list[str], script: str, timeout: int = 3600) -> subprocess.CompletedProcess:
     return subprocess.run([*argv, "sh", "-s"], input=script, capture_output=True, text=True, timeout=timeout)
-
-
-def status_line(fqdn: str, snapshots_json: str, now: _dt.datetime) -> tuple[bool, str]:
-    """(fresh, text) for the newest snapshot of a host; fresh = younger than two days."""
-    try:
-        snaps = json.loads(snapshots_json or "[]")
-    except ValueError:
-        return False, f"{fqdn}: cannot read the repository: {snapshots_json.strip()[:160]}"
-    if not snaps:
-        return False, f"{fqdn}: no snapshot yet"
-    last = max(snaps, key=lambda s: s["time"])
-    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$", last["time"])
-    if not m:
-        return False, f"{fqdn}: cannot read the snapshot time {last['time']!r}"
-    when = _dt.datetime.fromisoformat(m.group(1) + m.group(2).replace("Z", "+00:00"))
-    age = (now - when).total_seconds() / 3600
-    return age < 48, f"{fqdn}: {len(snaps)} snapshot(s), newest {last['short_id']} {age:.1f} h ago"
 
 
 def backup_main(argv: list[str]) -> int:
@@ -171,16 +155,19 @@ def backup_main(argv: list[str]) -> int:
     if args.action == "now" and not args.host:
         p.error("backup now needs --host HOST")
     rc = 0
-    for fqdn, ssh in _hosts(args.inventory, args.env, args.host):
+    for fqdn, ssh, schedule in _hosts(args.inventory, args.env, args.host):
         if args.action == "now":
             proc = _run(ssh, "systemctl start mailstead-backup.service && echo backup done || "
                              "{ journalctl -u mailstead-backup.service -n 20 --no-pager; exit 1; }")
             print(proc.stdout.strip() or proc.stderr.strip())
             rc |= proc.returncode != 0
             continue
-        proc = _run(ssh, f"{RESTIC} snapshots --json --host {fqdn} --tag mailstead 2>&1", timeout=300)
-        fresh, line = status_line(fqdn, proc.stdout, _dt.datetime.now(_dt.timezone.utc))
-        print(("ok       " if fresh else "PROBLEM  ") + line)
+        # the same look as `check`'s backup finding: snapshots and the last run against the timer's interval
+        proc = _run(ssh, backupcheck.script(fqdn, schedule), timeout=300)
+        found = backupcheck.freshness(fqdn, backupcheck.parse_state(proc.stdout))
+        fresh = found.status == OK
+        print(f"{found.status if fresh else found.status.upper():8} {fqdn}: {found.detail}"
+              + ("" if fresh else f"\n         -> {found.fix}"))
         rc |= not fresh
     return 1 if rc else 0
 
@@ -191,7 +178,7 @@ def restore_main(argv: list[str]) -> int:
     p.add_argument("--user", default=None, metavar="ADDRESS", help="only this mailbox")
     p.add_argument("--inventory", default="inventory.py", metavar="FILE")
     args = p.parse_args(argv)
-    [(fqdn, ssh)] = _hosts(args.inventory, None, args.host)
+    [(fqdn, ssh, _)] = _hosts(args.inventory, None, args.host)
     if args.user and not split_address(args.user):
         p.error(f"{args.user!r} is not an address")
     proc = _run(ssh, restore_script(fqdn, args.user))

@@ -4,14 +4,12 @@ or the whole store."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import subprocess
 import stat
 
 import pytest
 
-from mailstead.backup import backup_secrets, restore_script, status_line
+from mailstead.backup import backup_secrets, restore_script
 
 ALL = "group_data/all.py"
 
@@ -66,10 +64,3 @@ def test_restore_script_one_mailbox_or_the_whole_store():
         assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0, script
 
 
-def test_status_line_ages():
-    now = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
-    snaps = json.dumps([{"time": "2026-11-29T05:12:11.123456789+00:00", "short_id": "8426c154"}])
-    fresh, text = status_line("mx1", snaps, now)
-    assert fresh and "6.8 h ago" in text
-    assert status_line("mx1", json.dumps([{"time": "2026-11-20T05:12:11Z", "short_id": "x"}]), now)[0] is False
-    assert status_line("mx1", "[]", now) == (False, "mx1: no snapshot yet")
