@@ -369,7 +369,7 @@ exit 1
 def s3_server(lab, status) -> str:
     """Start (again: moto keeps everything in memory) an S3-compatible server on infra, https on port 9000 with
     a certificate of the lab's world CA for infra.lab.test; the mail hosts are made to trust that CA (as an
-    operator of a private S3 service does). Returns its https URL."""
+    operator of a private S3 service does; s3_stop takes it back). Returns its https URL."""
     state_dir = Path(status["state_dir"])
     cert, key = worldca.ensure_leaf(state_dir, "infra", ["infra.lab.test"])
     lab.exec("infra", "sh", "-c", f"install -d -m 700 {S3_DIR} && cat > {S3_DIR}/cert.pem", input=cert)
@@ -389,8 +389,14 @@ def s3_requests(lab) -> list[dict]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def s3_stop(lab) -> None:
+def s3_stop(lab, status) -> None:
+    """Stop the S3 server and take the lab world CA out of the mail hosts' trust again (later tests see the
+    hosts as deployed)."""
     lab.exec("infra", "systemctl", "stop", S3_UNIT, check=False)
+    for h in status["hosts"]:
+        if "mailservers" in h["roles"]:
+            lab.exec(h["name"], "sh", "-c", "rm -f /usr/local/share/ca-certificates/mailstead-lab-world.crt && "
+                     "update-ca-certificates --fresh >/dev/null", check=False)
 
 
 # ----------------------------------------------------------------------------- DKIM

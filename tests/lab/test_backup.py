@@ -134,6 +134,6 @@ def test_backup_and_restore_user_through_an_s3_server(lab, deployed, status, mai
         lab.exec("mail-staging", "systemctl", "stop", "mailstead-backup.service", check=False)  # if it hangs
         cred.unlink(missing_ok=True)
         back = run_tasks(tmp_path, "mail.staging.test", S3_TASKS.format(repository=None))
-        s3_stop(lab)
+        s3_stop(lab, status)
         assert back.returncode == 0, back.stderr[-3000:]
     assert lab.exec("mail-staging", "test", "-e", "/etc/mailstead/backup/s3-credentials", check=False).returncode == 1
